@@ -1,0 +1,427 @@
+#include "handlers/flame/executor.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "ember/buffer_pool.hpp"
+#include "ember/io_chain.hpp"
+#include "ember/slab.hpp"
+#include "flame.pb.h"
+#include "protocols/grpc/client.hpp"
+
+namespace ember::flame {
+namespace {
+
+constexpr std::string_view kEnter = "/flame.v1.Instance/OnSessionEnter";
+constexpr std::string_view kInvoke = "/flame.v1.Instance/OnTaskInvoke";
+constexpr std::string_view kLeave = "/flame.v1.Instance/OnSessionLeave";
+
+size_t put_varint(uint8_t* out, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    out[n++] = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  out[n++] = static_cast<uint8_t>(v);
+  return n;
+}
+
+grpc::Status transport_error(const Error& e) {
+  return grpc::Status{grpc::StatusCode::unavailable, e.message};
+}
+
+Expected<CallResult, grpc::Status> decode_result(const std::optional<Bytes>& message) {
+  ::flame::v1::Result pb;
+  if (message && !pb.ParseFromArray(message->data(), static_cast<int>(message->size())))
+    return grpc::Status{grpc::StatusCode::internal, "malformed flame.v1.Result from the service"};
+  CallResult r;
+  r.return_code = pb.return_code();
+  if (pb.has_message()) r.message = pb.message();
+  return r;
+}
+
+}  // namespace
+
+Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(message.data(), static_cast<int>(message.size()));
+  TaskOutcome out;
+  while (!in.ExpectAtEnd()) {
+    uint32_t tag = in.ReadTag();
+    uint32_t field = tag >> 3, type = tag & 7;
+    if (tag == 0) return std::string("malformed TaskResult: bad tag");
+    if (field == 1 && type == WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t v;
+      if (!in.ReadVarint64(&v)) return std::string("malformed TaskResult: return_code");
+      out.return_code = static_cast<int32_t>(v);
+    } else if ((field == 2 || field == 3) && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t len;
+      const void* ptr;
+      int avail = 0;
+      if (!in.ReadVarint32(&len)) return std::string("malformed TaskResult: length");
+      size_t off = static_cast<size_t>(in.CurrentPosition());
+      if (len > 0 && (!in.GetDirectBufferPointer(&ptr, &avail) ||
+                      static_cast<uint32_t>(avail) < len || !in.Skip(static_cast<int>(len))))
+        return std::string("malformed TaskResult: truncated field");
+      if (field == 2) out.output = message.slice(off, len);
+      else out.message = std::string(message.view().substr(off, len));
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return std::string("malformed TaskResult: truncated unknown field");
+    }
+  }
+  return out;
+}
+
+// ---- InstanceClient ----------------------------------------------------------
+
+struct InstanceClient::Impl final : grpc::ClientHandler {
+  Impl(int socket_fd, const InstanceClientOptions& o)
+      : fd(socket_fd), options(o), session(*this, client_options(o), slab, &pool) {}
+  ~Impl() override {
+    if (rbuf) rbuf->release();
+    ::close(fd);
+  }
+
+  static grpc::ClientOptions client_options(const InstanceClientOptions& o) {
+    grpc::ClientOptions c;
+    c.http2.max_frame_size = o.max_frame_size;
+    c.http2.initial_window_size = o.stream_window;
+    c.http2.connection_window_size = o.connection_window;
+    c.max_receive_message_size = o.max_response_bytes;
+    c.authority = "[::]:50051";  // what the executor sends; servers must not care
+    c.user_agent = "ember-flame-run/0.1";
+    return c;
+  }
+
+  void on_response(uint64_t tag, grpc::Status status, std::optional<Bytes> message) override {
+    ready.push_back(Completion{tag, std::move(status), std::move(message)});
+  }
+
+  Result<void> flush() {
+    for (;;) {
+      Result<void> r = session.produce(out);
+      if (!r) return r;
+      if (out.empty()) return {};
+      while (!out.empty()) {
+        ssize_t n = ::writev(fd, out.iov(), static_cast<int>(std::min<size_t>(out.iov_count(), IOV_MAX)));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          int e = errno;
+          out.clear();
+          return Error("write to the service failed: " + describe_errno(e), -e);
+        }
+        out.consume(static_cast<size_t>(n));
+      }
+      out.clear();
+    }
+  }
+
+  Result<void> read_once() {
+    if (options.io_timeout_ms > 0) {
+      pollfd p{fd, POLLIN, 0};
+      int rc;
+      do rc = ::poll(&p, 1, options.io_timeout_ms);
+      while (rc < 0 && errno == EINTR);
+      if (rc == 0)
+        return Error("no answer from the service within " + std::to_string(options.io_timeout_ms) +
+                     " ms");
+    }
+    // Same buffer discipline as the server: reuse the buffer once nobody
+    // holds a slice of it.
+    if (rbuf && rbuf->use_count() == 1) roff = 0;
+    if (!rbuf || rbuf->capacity() - roff < 4096) {
+      if (rbuf) rbuf->release();
+      rbuf = std::move(pool.take(256 * 1024)).release();
+      roff = 0;
+    }
+    ssize_t n;
+    do n = ::read(fd, rbuf->data() + roff, rbuf->capacity() - roff);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) return Error("the service closed the connection");
+    if (n < 0) return Error("read from the service failed: " + describe_errno(errno), -errno);
+    Bytes data = Bytes::share(rbuf, rbuf->data() + roff, static_cast<size_t>(n));
+    roff += static_cast<size_t>(n);
+    return session.feed(data);
+  }
+
+  // Runs I/O until `tag` completes.
+  Expected<std::optional<Bytes>, grpc::Status> finish(uint64_t tag) {
+    for (;;) {
+      if (Result<void> r = flush(); !r) return fail(r.error());
+      for (size_t i = 0; i < ready.size(); ++i) {
+        if (ready[i].tag != tag) continue;
+        Completion c = std::move(ready[i]);
+        ready.erase(ready.begin() + static_cast<long>(i));
+        if (!c.status.ok()) return c.status;
+        return std::move(c.message);
+      }
+      if (Result<void> r = read_once(); !r) return fail(r.error());
+    }
+  }
+
+  grpc::Status fail(const Error& e) {
+    session.fail_all(grpc::StatusCode::unavailable, e.message);
+    return transport_error(e);
+  }
+
+  Result<void> start(std::string_view path, std::span<const uint8_t> head, Bytes body,
+                     uint64_t tag) {
+    return session.start_unary(path, head, std::move(body), tag, options.call_timeout_ns);
+  }
+
+  Result<void> start_task(uint64_t tag, std::string_view task_id, std::string_view session_id,
+                          const std::optional<Bytes>& input) {
+    // TaskContext: ids in the head, input by reference when the head fits.
+    uint8_t head[64];
+    size_t n = 0;
+    size_t need = 2 * 6 + task_id.size() + session_id.size() + (input ? 6 : 0);
+    if (need <= 59) {
+      if (!task_id.empty()) {
+        head[n++] = 0x0A;
+        n += put_varint(head + n, task_id.size());
+        std::memcpy(head + n, task_id.data(), task_id.size());
+        n += task_id.size();
+      }
+      if (!session_id.empty()) {
+        head[n++] = 0x12;
+        n += put_varint(head + n, session_id.size());
+        std::memcpy(head + n, session_id.data(), session_id.size());
+        n += session_id.size();
+      }
+      if (input) {
+        head[n++] = 0x22;
+        n += put_varint(head + n, input->size());
+      }
+      return start(kInvoke, std::span<const uint8_t>(head, n), input ? *input : Bytes(), tag);
+    }
+    ::flame::v1::TaskContext pb;
+    pb.set_task_id(std::string(task_id));
+    pb.set_session_id(std::string(session_id));
+    if (input) pb.set_input(input->to_string());
+    return start(kInvoke, {}, Bytes::from(pb.SerializeAsString()), tag);
+  }
+
+  int fd;
+  InstanceClientOptions options;
+  BufferPool pool;
+  SlabAllocator slab;
+  grpc::ClientSession session;
+  IoChain out;
+  BufferStorage* rbuf = nullptr;
+  size_t roff = 0;
+  std::vector<Completion> ready;
+  uint64_t next_tag = 1ull << 62;  // blocking calls; pipelined tags are the caller's
+};
+
+InstanceClient::InstanceClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+InstanceClient::~InstanceClient() = default;
+
+Result<std::unique_ptr<InstanceClient>> InstanceClient::connect(const std::string& socket_path,
+                                                                const InstanceClientOptions& options) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return Error("socket path \"" + socket_path + "\" is longer than 107 bytes");
+  std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  // The server binds, then listens: retry briefly across that gap.
+  for (int attempt = 0;; ++attempt) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Error("socket(): " + describe_errno(errno), -errno);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      auto impl = std::make_unique<Impl>(fd, options);
+      return std::unique_ptr<InstanceClient>(new InstanceClient(std::move(impl)));
+    }
+    int e = errno;
+    ::close(fd);
+    if ((e != ECONNREFUSED && e != ENOENT) || attempt >= 500)
+      return Error("cannot connect to \"" + socket_path + "\": " + describe_errno(e), -e);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+Expected<CallResult, grpc::Status> InstanceClient::enter(const std::string& session_id,
+                                                         const std::string& application,
+                                                         const std::optional<Bytes>& common_data) {
+  ::flame::v1::SessionContext pb;
+  pb.set_session_id(session_id);
+  pb.mutable_application()->set_name(application);
+  if (common_data) pb.set_common_data(common_data->to_string());
+  auto r = call_raw(kEnter, Bytes::from(pb.SerializeAsString()));
+  if (!r) return r.error();
+  return decode_result(*r);
+}
+
+Expected<CallResult, grpc::Status> InstanceClient::leave() {
+  auto r = call_raw(kLeave, Bytes());
+  if (!r) return r.error();
+  return decode_result(*r);
+}
+
+Expected<TaskOutcome, grpc::Status> InstanceClient::invoke(std::string_view task_id,
+                                                           std::string_view session_id,
+                                                           const std::optional<Bytes>& input) {
+  uint64_t tag = impl_->next_tag++;
+  if (Result<void> r = impl_->start_task(tag, task_id, session_id, input); !r)
+    return transport_error(r.error());
+  auto msg = impl_->finish(tag);
+  if (!msg) return msg.error();
+  if (!*msg) return TaskOutcome{};
+  auto out = decode_task_result(**msg);
+  if (!out) return grpc::Status{grpc::StatusCode::internal, out.error()};
+  return std::move(*out);
+}
+
+Expected<std::optional<Bytes>, grpc::Status> InstanceClient::call_raw(std::string_view path,
+                                                                      Bytes request) {
+  uint64_t tag = impl_->next_tag++;
+  if (Result<void> r = impl_->start(path, {}, std::move(request), tag); !r)
+    return transport_error(r.error());
+  return impl_->finish(tag);
+}
+
+Result<void> InstanceClient::start_task(uint64_t tag, std::string_view task_id,
+                                        std::string_view session_id,
+                                        const std::optional<Bytes>& input) {
+  return impl_->start_task(tag, task_id, session_id, input);
+}
+
+Result<void> InstanceClient::wait(std::vector<Completion>& out) {
+  for (;;) {
+    if (Result<void> r = impl_->flush(); !r) return r;
+    if (!impl_->ready.empty()) break;
+    if (Result<void> r = impl_->read_once(); !r) {
+      impl_->session.fail_all(grpc::StatusCode::unavailable, r.error().message);
+      for (auto& c : impl_->ready) out.push_back(std::move(c));
+      impl_->ready.clear();
+      return r;
+    }
+  }
+  for (auto& c : impl_->ready) out.push_back(std::move(c));
+  impl_->ready.clear();
+  return {};
+}
+
+size_t InstanceClient::in_flight() const noexcept { return impl_->session.calls_in_flight(); }
+
+// ---- ServiceProcess ------------------------------------------------------------
+
+Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o) {
+  if (o.argv.empty()) return Error("no service program given");
+  std::unique_ptr<ServiceProcess> p(new ServiceProcess);
+  std::string dir = o.socket_dir;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-flame-XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data()))
+      return Error("cannot create a temp dir for the socket (" + templ + "): " +
+                   describe_errno(errno));
+    dir = buf.data();
+    p->temp_dir_ = dir;
+  }
+  p->socket_path_ = dir + "/instance.sock";
+  if (p->socket_path_.size() > 107)
+    return Error("socket path \"" + p->socket_path_ + "\" is over 107 bytes; set a shorter TMPDIR");
+
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
+    for (const auto& [k, v] : o.env) overridden = overridden || kv.starts_with(k + "=");
+    if (!overridden) env_strings.emplace_back(kv);
+  }
+  env_strings.push_back("FLAME_INSTANCE_ENDPOINT=" + p->socket_path_);
+  for (const auto& [k, v] : o.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp, argv;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> args = o.argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = ::fork();
+  if (pid < 0) return Error("fork(): " + describe_errno(errno), -errno);
+  if (pid == 0) {
+    // Child: own process group (the executor signals the group), stdin from
+    // /dev/null, stdout onto stderr so the caller's stdout stays clean.
+    ::setpgid(0, 0);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    if (o.stdout_to_stderr) ::dup2(2, 1);
+    ::signal(SIGPIPE, SIG_DFL);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    std::string msg = "ember: cannot run \"" + o.argv[0] + "\": " + std::strerror(errno) + "\n";
+    (void)!::write(2, msg.data(), msg.size());
+    ::_exit(127);
+  }
+  ::setpgid(pid, pid);  // both sides, so the group exists whoever runs first
+  p->pid_ = pid;
+
+  auto deadline = std::chrono::steady_clock::now() + o.startup_timeout;
+  for (;;) {
+    struct stat st;
+    if (::lstat(p->socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return p;
+    if (auto status = p->poll_exit())
+      return Error("the service exited with status " + std::to_string(*status) +
+                   " before creating its socket (see its log above)");
+    if (std::chrono::steady_clock::now() > deadline) {
+      p->terminate(std::chrono::milliseconds(1000));
+      return Error("the service did not create its socket within " +
+                   std::to_string(o.startup_timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::optional<int> ServiceProcess::poll_exit() {
+  if (status_) return status_;
+  if (pid_ <= 0) return std::nullopt;
+  int st;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return status_;
+}
+
+int ServiceProcess::terminate(std::chrono::milliseconds grace) {
+  if (auto s = poll_exit()) return *s;
+  ::kill(-pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + grace;
+  while (!poll_exit()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(-pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return *status_;
+}
+
+ServiceProcess::~ServiceProcess() {
+  if (pid_ > 0 && !status_) terminate(std::chrono::milliseconds(2000));
+  if (!temp_dir_.empty()) {
+    ::unlink(socket_path_.c_str());
+    ::rmdir(temp_dir_.c_str());
+  }
+}
+
+}  // namespace ember::flame

@@ -1,0 +1,184 @@
+// The reactor: N libuv loops on N threads, shared-nothing.
+//
+// Each loop owns its listeners (its own SO_REUSEPORT TCP socket, its own
+// watcher on a shared Unix listening socket), its connections, a buffer pool,
+// a timer queue and a mailbox. Work crosses loops only through the mailbox.
+//
+// Thread contract: everything on Loop and Connection runs on the loop's thread
+// unless marked thread-safe. Reactor::stop() and Loop::post() are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ember/buffer_pool.hpp"
+#include "ember/bytes.hpp"
+#include "ember/error.hpp"
+#include "ember/io_chain.hpp"
+
+struct uv_loop_s;
+
+namespace ember {
+
+class Loop;
+class Connection;
+class SlabAllocator;
+
+// An intrusive mailbox message. It must stay alive until `run` is called;
+// `run` may free it. `loop` is the target loop, on its thread; it is nullptr
+// when the loop has already stopped, and `run` is then called on the posting
+// thread to release whatever the item holds.
+struct MailboxItem {
+  MailboxItem* next = nullptr;
+  void (*run)(MailboxItem* self, Loop* loop) = nullptr;
+};
+
+// A loop's inbox. Thread-safe; the shared_ptr keeps it usable after the loop
+// has stopped. Wake-ups coalesce: one uv_async wake drains every item.
+class Mailbox {
+ public:
+  void post(MailboxItem* item) noexcept;
+
+  struct State;
+  explicit Mailbox(State* state) noexcept : state_(state) {}
+  ~Mailbox();
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+  State* state() const noexcept { return state_; }
+
+ private:
+  State* state_;
+};
+
+// An intrusive timer. Arm it on the loop that owns it; it fires once.
+struct TimerEntry {
+  void (*fire)(TimerEntry* self) = nullptr;
+  void* context = nullptr;  // for `fire`
+  uint64_t deadline_ms = 0;
+  size_t heap_index = SIZE_MAX;  // SIZE_MAX: not armed
+  bool armed() const noexcept { return heap_index != SIZE_MAX; }
+};
+
+// What a protocol implements to own a connection's bytes.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  virtual void on_open(Connection&) {}
+  // Bytes arrived. `data` shares the loop's read buffer; keep any part of it
+  // by copying the Bytes (a reference, not a byte copy).
+  virtual void on_data(Connection& conn, const Bytes& data) = 0;
+  // Flush phase (once per loop turn, no write in flight): append output.
+  virtual void on_writable(Connection& conn, IoChain& out) = 0;
+  // The peer closed (error 0) or the connection failed (negative libuv code).
+  // Called once, before the handler is destroyed.
+  virtual void on_close(Connection&, int /*error*/) {}
+  // The reactor is draining: finish in-flight work, then close().
+  virtual void on_drain(Connection& conn) = 0;
+};
+
+class Connection {
+ public:
+  Loop& loop() const noexcept;
+  uint64_t id() const noexcept;
+  // Schedules on_writable in this loop turn's flush phase.
+  void want_write() noexcept;
+  // Closes after pending output is written.
+  void close() noexcept;
+  // Closes now, dropping pending output.
+  void abort() noexcept;
+  void pause_reading() noexcept;
+  void resume_reading() noexcept;
+  bool closing() const noexcept;
+
+ protected:
+  Connection() = default;
+  ~Connection() = default;
+};
+
+using HandlerFactory = std::function<std::unique_ptr<ConnectionHandler>(Loop&)>;
+
+struct ReactorOptions {
+  // Loops (threads). 0: one per core, or EMBER_THREADS when set.
+  unsigned threads = 0;
+  // In-flight work gets this long after SIGTERM/stop() before connections are cut.
+  std::chrono::milliseconds drain_timeout{30'000};
+  // Install SIGTERM/SIGINT handlers that drain (a second signal cuts at once).
+  bool handle_signals = true;
+  // Per loop; a connection over the limit is accepted and closed at once.
+  size_t max_connections = 10'000;
+  size_t listen_backlog = 1024;
+  // Read buffers are taken from the pool in this size.
+  size_t read_buffer_size = 64 * 1024;
+  BufferPoolOptions buffers;
+};
+
+class Loop {
+ public:
+  uv_loop_s* uv() noexcept;
+  unsigned index() const noexcept;
+  BufferPool& buffers() noexcept;
+  SlabAllocator& slab() noexcept;
+  bool on_loop_thread() const noexcept;
+  bool draining() const noexcept;
+
+  // Thread-safe. Runs item->run on this loop's thread, in order per producer.
+  void post(MailboxItem* item) noexcept;
+  // Thread-safe convenience for cold paths (allocates). Dropped if the loop
+  // has stopped.
+  void post(std::function<void(Loop&)> fn);
+  // For producers that may outlive the loop (async completions).
+  const std::shared_ptr<Mailbox>& mailbox() const noexcept;
+
+  // Timers: monotonic milliseconds (libuv's cached loop time).
+  uint64_t now_ms() const noexcept;
+  void arm(TimerEntry& timer, uint64_t delay_ms) noexcept;
+  void cancel(TimerEntry& timer) noexcept;
+
+  // Connections: count on this loop.
+  size_t connections() const noexcept;
+
+ protected:
+  Loop() = default;
+  ~Loop() = default;
+};
+
+class Reactor {
+ public:
+  explicit Reactor(ReactorOptions options = {});
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  size_t size() const noexcept;
+  Loop& loop(size_t i) noexcept;
+  const ReactorOptions& options() const noexcept;
+
+  // Each loop binds its own SO_REUSEPORT socket; returns the bound port
+  // (useful with port 0). Call before run().
+  Result<uint16_t> listen_tcp(const std::string& host, uint16_t port, HandlerFactory factory);
+  // Binds a Unix socket at `path` and every loop watches it. A stale socket
+  // file (nobody listening) is replaced; a live one or a non-socket is an error.
+  // The file is removed when the reactor stops.
+  Result<void> listen_unix(const std::string& path, HandlerFactory factory);
+
+  // Runs loop 0 on the calling thread and the others on their own threads,
+  // until stop() (or a signal) and the drain finish. Returns 0 after a clean
+  // drain, 1 when the drain timed out or a second signal cut it short.
+  int run();
+  // Thread-safe: stop accepting, let in-flight work finish, then return from run().
+  void stop() noexcept;
+  // Called on loop 0 when a drain begins (signal or stop()).
+  void on_drain_start(std::function<void()> fn);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ember

@@ -1,0 +1,81 @@
+// gRPC client session (sans-I/O): unary calls over an HTTP/2 client session.
+//
+// start_unary() queues a request; feed() server bytes; produce() bytes to
+// send; ClientHandler::on_response() reports each call's status and message.
+// Request bodies are sent by reference, response messages arrive as slices of
+// the fed buffers when they fit in one chunk.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ember/buffer_pool.hpp"
+#include "ember/bytes.hpp"
+#include "ember/error.hpp"
+#include "ember/io_chain.hpp"
+#include "ember/slab.hpp"
+#include "protocols/grpc/message_reader.hpp"
+#include "protocols/grpc/status.hpp"
+#include "protocols/http2/session.hpp"
+
+namespace ember::grpc {
+
+struct ClientOptions {
+  http2::Settings http2;
+  size_t max_receive_message_size = 4u << 20;  // grpc and tonic's default
+  std::string authority = "localhost";
+  std::string user_agent = "ember-grpc/0.1";
+};
+
+class ClientHandler {
+ public:
+  virtual ~ClientHandler() = default;
+  // Exactly once per started call. `message` is the response message when
+  // the status is OK (absent if the server sent none).
+  virtual void on_response(uint64_t tag, Status status, std::optional<Bytes> message) = 0;
+};
+
+class ClientSession final : private http2::SessionHandler {
+ public:
+  ClientSession(ClientHandler& handler, const ClientOptions& options, SlabAllocator& slab,
+                BufferPool* pool);
+  ~ClientSession();
+
+  // Queues a unary call: request message = `head` (at most 59 bytes) then
+  // `body`. `timeout_ns` > 0 sends grpc-timeout. Returns an error when the
+  // session cannot take more streams.
+  Result<void> start_unary(std::string_view path, std::span<const uint8_t> head, Bytes body,
+                           uint64_t tag, uint64_t timeout_ns = 0);
+
+  Result<void> feed(const Bytes& input);
+  Result<void> produce(IoChain& out) { return h2_.produce(out); }
+  bool wants_write() const noexcept { return h2_.wants_write(); }
+  size_t calls_in_flight() const noexcept { return in_flight_; }
+  // Fails every call still in flight (the connection is gone).
+  void fail_all(StatusCode code, std::string_view message);
+
+ private:
+  struct Call;
+  void on_headers_begin(int32_t id) override;
+  void on_header(int32_t id, std::string_view name, std::string_view value) override;
+  void on_headers_end(int32_t id) override;
+  void on_data(int32_t id, const Bytes& chunk) override;
+  void on_remote_end(int32_t id) override;
+  void on_stream_close(int32_t id, uint32_t error_code) override;
+  void on_body_end(int32_t id) override;
+  static void on_message(void* ctx, Bytes message);
+  void finish(Call* call, Status status);
+
+  ClientHandler& handler_;
+  ClientOptions options_;
+  SlabAllocator& slab_;
+  BufferPool* pool_;
+  Call* live_ = nullptr;
+  size_t in_flight_ = 0;
+  http2::Session h2_;
+};
+
+}  // namespace ember::grpc

@@ -1,0 +1,156 @@
+// HTTP/2 session: sans-I/O glue over nghttp2, server or client role.
+//
+// Bytes go in with feed(); events come out through SessionHandler; frames to
+// send are appended to an IoChain by produce(). No sockets, no loop.
+//
+// Zero copy both ways: DATA payloads reach on_data() as slices of the Bytes
+// given to feed(), and bodies are sent with NGHTTP2_DATA_FLAG_NO_COPY straight
+// from the Body's Bytes into the IoChain. nghttp2's own memory comes from a
+// SlabAllocator, so a steady stream of requests reaches malloc zero times.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ember/bytes.hpp"
+#include "ember/error.hpp"
+#include "ember/io_chain.hpp"
+#include "ember/slab.hpp"
+
+namespace ember::http2 {
+
+enum class Role { server, client };
+
+struct Settings {
+  uint32_t max_concurrent_streams = 256;
+  // Receive windows, sized for MiB payloads; the connection window is opened
+  // with a WINDOW_UPDATE right after the preface.
+  uint32_t initial_window_size = 16u << 20;
+  uint32_t connection_window_size = 64u << 20;
+  // Largest frame payload the peer may send us (16 KiB .. 16 MiB - 1).
+  uint32_t max_frame_size = 1u << 20;
+  // Advertised; enforcement of received header size is the caller's.
+  uint32_t max_header_list_size = 64u << 10;
+  // produce() stops adding DATA after this many bytes; the rest goes next flush.
+  size_t max_output_per_flush = 2u << 20;
+};
+
+// A response/request body: up to 64 bytes of inline head followed by a
+// payload shared by reference. The session reads it without copying the payload.
+class Body {
+ public:
+  static constexpr size_t kMaxHead = 64;
+
+  Body() = default;
+  Body(std::span<const uint8_t> head, Bytes payload) { reset(head, std::move(payload)); }
+  void reset(std::span<const uint8_t> head, Bytes payload);
+  void clear() { reset({}, Bytes{}); }
+
+  size_t size() const noexcept { return head_len_ + payload_.size(); }
+  size_t remaining() const noexcept { return size() - offset_; }
+  // Appends the next `n` bytes to `out` (head copied, payload referenced).
+  void emit(IoChain& out, size_t n);
+  // When the body is done, send trailers (the handler's on_body_end) instead
+  // of ending the stream with the last DATA frame.
+  bool trailers = false;
+
+ private:
+  uint8_t head_[kMaxHead];
+  size_t head_len_ = 0;
+  Bytes payload_;
+  size_t offset_ = 0;
+};
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+  // Set when the strings outlive the submit call (static tables): nghttp2 then
+  // references them instead of copying.
+  bool static_storage = false;
+};
+
+class SessionHandler {
+ public:
+  virtual ~SessionHandler() = default;
+  // A header block starts on `stream_id` (request, response or trailers).
+  virtual void on_headers_begin(int32_t stream_id) = 0;
+  // Views are valid only during the call.
+  virtual void on_header(int32_t stream_id, std::string_view name, std::string_view value) = 0;
+  virtual void on_headers_end(int32_t stream_id) = 0;
+  // `chunk` shares the buffer given to feed().
+  virtual void on_data(int32_t stream_id, const Bytes& chunk) = 0;
+  // The peer ended its side of the stream (END_STREAM on HEADERS or DATA).
+  virtual void on_remote_end(int32_t stream_id) = 0;
+  // The stream is gone; `error_code` is an HTTP/2 error code (0 = NO_ERROR).
+  virtual void on_stream_close(int32_t stream_id, uint32_t error_code) = 0;
+  // A Body with trailers=true was fully handed out: submit trailers now.
+  virtual void on_body_end(int32_t stream_id) = 0;
+};
+
+class Session {
+ public:
+  Session(Role role, SessionHandler& handler, const Settings& settings, SlabAllocator& slab);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Consumes all of `input`. An error means the connection is broken: send
+  // what produce() still yields (a GOAWAY) and close.
+  Result<void> feed(const Bytes& input);
+  // Appends pending frames. Returns an error when the session failed.
+  Result<void> produce(IoChain& out);
+
+  bool wants_write() const noexcept;
+  // False once both sides are done (GOAWAY exchanged, no streams).
+  bool alive() const noexcept;
+
+  // Server: respond on a request stream. `body` (nullable) must stay alive
+  // and unchanged until the stream closes. Returns an nghttp2 error code.
+  int submit_response(int32_t stream_id, std::span<const Header> headers, Body* body,
+                      bool end_stream_if_no_body = true);
+  int submit_trailers(int32_t stream_id, std::span<const Header> trailers);
+  // Client: open a stream. Returns the stream id or a negative nghttp2 error.
+  int32_t submit_request(std::span<const Header> headers, Body* body, void* stream_data = nullptr);
+  int submit_rst_stream(int32_t stream_id, uint32_t error_code);
+  // Graceful: tells the peer no new streams will be taken; open ones finish.
+  void submit_goaway(uint32_t error_code = NGHTTP2_NO_ERROR);
+  // Immediate: GOAWAY, then the session stops.
+  void terminate(uint32_t error_code);
+
+  void* stream_data(int32_t stream_id) const noexcept;
+  void set_stream_data(int32_t stream_id, void* data) noexcept;
+  uint32_t peer_max_frame_size() const noexcept;
+
+ private:
+  static ssize_t on_send(nghttp2_session*, const uint8_t* data, size_t len, int, void* self);
+  static int on_send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
+                          size_t len, nghttp2_data_source* src, void* self);
+  static ssize_t on_read_length(nghttp2_session*, uint8_t, int32_t, int32_t session_window,
+                                int32_t stream_window, uint32_t max_frame, void*);
+  static ssize_t on_read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t len,
+                              uint32_t* flags, nghttp2_data_source* src, void* self);
+  static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
+                       void* self);
+  static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id,
+                           const uint8_t* data, size_t len, void* self);
+  static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
+
+  nghttp2_session* session_ = nullptr;
+  nghttp2_mem mem_;
+  SessionHandler& handler_;
+  Settings settings_;
+  Role role_;
+  const Bytes* input_ = nullptr;  // during feed()
+  IoChain* out_ = nullptr;        // during produce()
+  size_t produced_ = 0;           // bytes appended in this produce()
+};
+
+}  // namespace ember::http2
