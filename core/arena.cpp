@@ -6,7 +6,8 @@
 
 namespace ember {
 
-Arena::Arena(size_t chunk_size, size_t limit) : chunk_size_(std::max<size_t>(chunk_size, 64)), limit_(limit) {}
+Arena::Arena(size_t chunk_size, size_t limit)
+    : chunk_size_(std::max<size_t>(chunk_size, 64)), limit_(limit) {}
 
 Arena::Arena(std::span<uint8_t> initial, size_t chunk_size, size_t limit)
     : chunk_size_(std::max<size_t>(chunk_size, 64)), limit_(limit) {
@@ -76,7 +77,8 @@ void Arena::trim() noexcept {
 
 size_t Arena::reserved() const noexcept {
   size_t n = 0;
-  for (const Chunk& c : chunks_) n += c.size;
+  for (const Chunk& c : chunks_)
+    n += c.size;
   return n;
 }
 

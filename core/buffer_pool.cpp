@@ -9,11 +9,14 @@ namespace {
 
 constexpr std::align_val_t kAlign{64};
 
-size_t class_size(size_t cls) { return BufferPool::kSmallest << (2 * cls); }
+size_t class_size(size_t cls) {
+  return BufferPool::kSmallest << (2 * cls);
+}
 
 size_t class_of(size_t size) {
   size_t cls = 0;
-  while (class_size(cls) < size) ++cls;
+  while (class_size(cls) < size)
+    ++cls;
   return cls;
 }
 
@@ -52,9 +55,7 @@ struct PooledStorage final : BufferStorage {
       : BufferStorage(reinterpret_cast<uint8_t*>(this) + header_size(), class_size(k)),
         core(c),
         cls(k) {}
-  static constexpr size_t header_size() {
-    return (sizeof(PooledStorage) + 63) & ~size_t{63};
-  }
+  static constexpr size_t header_size() { return (sizeof(PooledStorage) + 63) & ~size_t{63}; }
   void destroy() noexcept override { core->give_back(this); }
   void revive() noexcept { reset_refs(); }
 
@@ -85,8 +86,8 @@ void BufferPool::Core::give_back(PooledStorage* s) noexcept {
   PooledStorage* head = remote.load(std::memory_order_relaxed);
   do {
     s->next = head;
-  } while (!remote.compare_exchange_weak(head, s, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed));
+  } while (
+      !remote.compare_exchange_weak(head, s, std::memory_order_seq_cst, std::memory_order_relaxed));
   // Closed pools have no owner to drain the list: drain it here. Whichever of
   // us and the closing owner swaps the list out frees the nodes.
   if (closed.load(std::memory_order_seq_cst)) drain_remote();
@@ -130,7 +131,9 @@ BufferPool::~BufferPool() {
   c->drop_live();
 }
 
-void BufferPool::bind_to_current_thread() noexcept { core_->owner = std::this_thread::get_id(); }
+void BufferPool::bind_to_current_thread() noexcept {
+  core_->owner = std::this_thread::get_id();
+}
 
 MutableBuffer BufferPool::take(size_t size) {
   assert(std::this_thread::get_id() == core_->owner);
@@ -161,7 +164,8 @@ BufferPoolStats BufferPool::stats() const noexcept {
   s.misses = core_->misses.load(std::memory_order_relaxed);
   s.oversize = core_->oversize.load(std::memory_order_relaxed);
   s.remote_frees = core_->remote_frees.load(std::memory_order_relaxed);
-  for (size_t k = 0; k < kClassCount; ++k) s.cached_bytes += core_->free_count[k] * class_size(k);
+  for (size_t k = 0; k < kClassCount; ++k)
+    s.cached_bytes += core_->free_count[k] * class_size(k);
   return s;
 }
 

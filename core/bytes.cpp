@@ -28,8 +28,7 @@ class HeapStorage final : public BufferStorage {
 template <class Container>
 class ContainerStorage final : public BufferStorage {
  public:
-  explicit ContainerStorage(Container&& c)
-      : BufferStorage(nullptr, 0), owned_(std::move(c)) {
+  explicit ContainerStorage(Container&& c) : BufferStorage(nullptr, 0), owned_(std::move(c)) {
     set_data(reinterpret_cast<uint8_t*>(owned_.data()), owned_.size());
   }
 

@@ -9,14 +9,17 @@ namespace {
 
 std::string lower(std::string_view s) {
   std::string out;
-  for (char c : s) out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : s)
+    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   return out;
 }
 
 // Splits "123unit" into the number and the trimmed lower-case unit.
 bool split_number(std::string_view text, uint64_t* value, std::string* unit) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
+    text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
   size_t i = 0;
   uint64_t v = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
@@ -27,7 +30,8 @@ bool split_number(std::string_view text, uint64_t* value, std::string* unit) {
   }
   if (i == 0) return false;
   std::string_view rest = text.substr(i);
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  while (!rest.empty() && rest.front() == ' ')
+    rest.remove_prefix(1);
   *value = v;
   *unit = lower(rest);
   return true;

@@ -23,8 +23,8 @@ ConnectionImpl::~ConnectionImpl() {
 }
 
 int ConnectionImpl::init_handle() {
-  int rc = is_unix_ ? uv_pipe_init(loop_.uv_loop(), &h_.pipe, 0)
-                    : uv_tcp_init(loop_.uv_loop(), &h_.tcp);
+  int rc =
+      is_unix_ ? uv_pipe_init(loop_.uv_loop(), &h_.pipe, 0) : uv_tcp_init(loop_.uv_loop(), &h_.tcp);
   h_.handle.data = this;
   loop_.add_connection(this);
   return rc;
@@ -60,8 +60,8 @@ void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
   auto* c = static_cast<ConnectionImpl*>(s->data);
   if (nread > 0) {
     assert(reinterpret_cast<uint8_t*>(buf->base) == c->rbuf_->data() + c->roff_);
-    Bytes data = Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base),
-                              static_cast<size_t>(nread));
+    Bytes data =
+        Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base), static_cast<size_t>(nread));
     c->roff_ += static_cast<size_t>(nread);
     if (!c->closed_) c->handler_->on_data(*c, data);
     return;
@@ -181,13 +181,29 @@ void ConnectionImpl::drain() noexcept {
 
 using detail::impl;
 
-Loop& Connection::loop() const noexcept { return impl(*this).loop_; }
-uint64_t Connection::id() const noexcept { return impl(*this).id_; }
-void Connection::want_write() noexcept { impl(*this).want_write(); }
-void Connection::close() noexcept { impl(*this).close(); }
-void Connection::abort() noexcept { impl(*this).abort(); }
-void Connection::pause_reading() noexcept { impl(*this).pause_reading(); }
-void Connection::resume_reading() noexcept { impl(*this).resume_reading(); }
-bool Connection::closing() const noexcept { return impl(*this).closing(); }
+Loop& Connection::loop() const noexcept {
+  return impl(*this).loop_;
+}
+uint64_t Connection::id() const noexcept {
+  return impl(*this).id_;
+}
+void Connection::want_write() noexcept {
+  impl(*this).want_write();
+}
+void Connection::close() noexcept {
+  impl(*this).close();
+}
+void Connection::abort() noexcept {
+  impl(*this).abort();
+}
+void Connection::pause_reading() noexcept {
+  impl(*this).pause_reading();
+}
+void Connection::resume_reading() noexcept {
+  impl(*this).resume_reading();
+}
+bool Connection::closing() const noexcept {
+  return impl(*this).closing();
+}
 
 }  // namespace ember

@@ -41,8 +41,10 @@ bool parse_spec(std::string_view spec, std::vector<Directive>* out) {
     size_t comma = spec.find(',', pos);
     if (comma == std::string_view::npos) comma = spec.size();
     std::string_view item = spec.substr(pos, comma - pos);
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front()))) item.remove_prefix(1);
-    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back()))) item.remove_suffix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front())))
+      item.remove_prefix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back())))
+      item.remove_suffix(1);
     pos = comma + 1;
     if (item.empty()) continue;
     size_t eq = item.find('=');
@@ -104,7 +106,9 @@ void install(Config* c) {
   g_max_level.store(max, std::memory_order_relaxed);
 }
 
-void ensure_init() { std::call_once(g_init, [] { init_from_env(); }); }
+void ensure_init() {
+  std::call_once(g_init, [] { init_from_env(); });
+}
 
 void append_escaped(std::string& out, std::string_view s, bool json) {
   for (unsigned char ch : s) {
@@ -162,9 +166,10 @@ void append_value(std::string& out, const Field& f, bool json) {
 
 bool parse_level(std::string_view text, Level* out) noexcept {
   std::string lower;
-  for (char ch : text) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+  for (char ch : text)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
   static constexpr std::pair<std::string_view, Level> kNames[] = {
-      {"trace", Level::trace}, {"debug", Level::debug}, {"info", Level::info},
+      {"trace", Level::trace}, {"debug", Level::debug},  {"info", Level::info},
       {"warn", Level::warn},   {"warning", Level::warn}, {"error", Level::error},
       {"off", Level::off}};
   for (auto& [name, level] : kNames) {
@@ -178,12 +183,18 @@ bool parse_level(std::string_view text, Level* out) noexcept {
 
 std::string_view level_name(Level level) noexcept {
   switch (level) {
-    case Level::trace: return "TRACE";
-    case Level::debug: return "DEBUG";
-    case Level::info: return "INFO";
-    case Level::warn: return "WARN";
-    case Level::error: return "ERROR";
-    case Level::off: return "OFF";
+    case Level::trace:
+      return "TRACE";
+    case Level::debug:
+      return "DEBUG";
+    case Level::info:
+      return "INFO";
+    case Level::warn:
+      return "WARN";
+    case Level::error:
+      return "ERROR";
+    case Level::off:
+      return "OFF";
   }
   return "?";
 }

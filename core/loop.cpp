@@ -113,7 +113,8 @@ Result<void> LoopImpl::add_listener(std::unique_ptr<Listener> l, int fd, size_t 
     rc = uv_tcp_init(&uv_, &l->h.tcp);
     if (rc == 0) rc = uv_tcp_open(&l->h.tcp, fd);
   }
-  if (rc != 0) return Error("cannot watch the listening socket: " + std::string(uv_strerror(rc)), rc);
+  if (rc != 0)
+    return Error("cannot watch the listening socket: " + std::string(uv_strerror(rc)), rc);
   l->h.handle.data = l.get();
   rc = uv_listen(&l->h.stream, static_cast<int>(backlog), [](uv_stream_t* server, int status) {
     auto* listener = static_cast<Listener*>(server->data);
@@ -128,8 +129,8 @@ Result<void> LoopImpl::add_listener(std::unique_ptr<Listener> l, int fd, size_t 
       return;
     }
     if (loop.connection_count_ >= loop.options_.max_connections || loop.draining_) {
-      EMBER_WARN("ember.reactor", "connection refused: limit reached",
-                 {"loop", loop.index_}, {"max_connections", loop.options_.max_connections});
+      EMBER_WARN("ember.reactor", "connection refused: limit reached", {"loop", loop.index_},
+                 {"max_connections", loop.options_.max_connections});
       c->fail(UV_ECONNREFUSED);
       return;
     }
@@ -151,8 +152,10 @@ void LoopImpl::add_connection(ConnectionImpl* c) noexcept {
 }
 
 void LoopImpl::remove_connection(ConnectionImpl* c) noexcept {
-  if (c->prev_) c->prev_->next_ = c->next_;
-  else conns_ = c->next_;
+  if (c->prev_)
+    c->prev_->next_ = c->next_;
+  else
+    conns_ = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->prev_ = c->next_ = nullptr;
   --connection_count_;
@@ -170,7 +173,9 @@ void LoopImpl::forget_dirty(ConnectionImpl* c) noexcept {
       if (p == c) p = nullptr;
 }
 
-void LoopImpl::on_check(uv_check_t* h) { static_cast<LoopImpl*>(h->data)->flush_dirty(); }
+void LoopImpl::on_check(uv_check_t* h) {
+  static_cast<LoopImpl*>(h->data)->flush_dirty();
+}
 
 void LoopImpl::flush_dirty() noexcept {
   // Handlers may mark connections dirty while we flush; those go next round
@@ -196,7 +201,8 @@ void LoopImpl::begin_drain() noexcept {
   draining_ = true;
   EMBER_DEBUG("ember.reactor", "loop draining", {"loop", index_},
               {"connections", connection_count_});
-  for (auto& l : listeners_) uv_close(&l->h.handle, nullptr);
+  for (auto& l : listeners_)
+    uv_close(&l->h.handle, nullptr);
   if (options_.drain_timeout.count() > 0) {
     uv_timer_start(&drain_timer_, &LoopImpl::on_drain_timeout,
                    static_cast<uint64_t>(options_.drain_timeout.count()), 0);
@@ -238,7 +244,8 @@ void LoopImpl::maybe_finish() noexcept {
 void LoopImpl::close_handles() noexcept {
   Mailbox::State* s = mailbox_->state();
   s->closed.store(true, std::memory_order_seq_cst);
-  while (s->senders.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  while (s->senders.load(std::memory_order_seq_cst) != 0)
+    std::this_thread::yield();
   s->drain(this);  // items that raced with closing still run here, on the loop
   auto close = [](auto* h) {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
@@ -248,7 +255,8 @@ void LoopImpl::close_handles() noexcept {
   close(&check_);
   close(&timer_);
   close(&drain_timer_);
-  for (auto& l : listeners_) close(&l->h.handle);
+  for (auto& l : listeners_)
+    close(&l->h.handle);
   reactor_.on_loop_finished(*this);
 }
 
@@ -334,16 +342,30 @@ void LoopImpl::on_timer(uv_timer_t* h) {
 
 using detail::impl;
 
-uv_loop_s* Loop::uv() noexcept { return impl(*this).uv_loop(); }
-unsigned Loop::index() const noexcept { return impl(*this).index_; }
-BufferPool& Loop::buffers() noexcept { return impl(*this).pool_; }
-SlabAllocator& Loop::slab() noexcept { return impl(*this).slab_; }
+uv_loop_s* Loop::uv() noexcept {
+  return impl(*this).uv_loop();
+}
+unsigned Loop::index() const noexcept {
+  return impl(*this).index_;
+}
+BufferPool& Loop::buffers() noexcept {
+  return impl(*this).pool_;
+}
+SlabAllocator& Loop::slab() noexcept {
+  return impl(*this).slab_;
+}
 bool Loop::on_loop_thread() const noexcept {
   return std::this_thread::get_id() == impl(*this).thread_id_;
 }
-bool Loop::draining() const noexcept { return impl(*this).draining_; }
-void Loop::post(MailboxItem* item) noexcept { impl(*this).mailbox_->post(item); }
-const std::shared_ptr<Mailbox>& Loop::mailbox() const noexcept { return impl(*this).mailbox_; }
+bool Loop::draining() const noexcept {
+  return impl(*this).draining_;
+}
+void Loop::post(MailboxItem* item) noexcept {
+  impl(*this).mailbox_->post(item);
+}
+const std::shared_ptr<Mailbox>& Loop::mailbox() const noexcept {
+  return impl(*this).mailbox_;
+}
 
 void Loop::post(std::function<void(Loop&)> fn) {
   struct Item : MailboxItem {
@@ -361,8 +383,14 @@ void Loop::post(std::function<void(Loop&)> fn) {
 uint64_t Loop::now_ms() const noexcept {
   return uv_now(const_cast<detail::LoopImpl&>(impl(*this)).uv_loop());
 }
-void Loop::arm(TimerEntry& timer, uint64_t delay_ms) noexcept { impl(*this).arm(timer, delay_ms); }
-void Loop::cancel(TimerEntry& timer) noexcept { impl(*this).cancel(timer); }
-size_t Loop::connections() const noexcept { return impl(*this).connection_count_; }
+void Loop::arm(TimerEntry& timer, uint64_t delay_ms) noexcept {
+  impl(*this).arm(timer, delay_ms);
+}
+void Loop::cancel(TimerEntry& timer) noexcept {
+  impl(*this).cancel(timer);
+}
+size_t Loop::connections() const noexcept {
+  return impl(*this).connection_count_;
+}
 
 }  // namespace ember

@@ -33,7 +33,7 @@ class ConnectionImpl final : public Connection {
   ConnectionImpl(LoopImpl& loop, bool is_unix, uint64_t id);
   ~ConnectionImpl();
 
-  int init_handle();                // uv_*_init on the loop
+  int init_handle();  // uv_*_init on the loop
   uv_stream_t* stream() noexcept { return &h_.stream; }
   void start(std::unique_ptr<ConnectionHandler> handler);
 
@@ -159,9 +159,15 @@ class LoopImpl final : public Loop {
   std::vector<std::unique_ptr<Listener>> listeners_;
 };
 
-inline LoopImpl& impl(Loop& l) { return static_cast<LoopImpl&>(l); }
-inline const LoopImpl& impl(const Loop& l) { return static_cast<const LoopImpl&>(l); }
-inline ConnectionImpl& impl(Connection& c) { return static_cast<ConnectionImpl&>(c); }
+inline LoopImpl& impl(Loop& l) {
+  return static_cast<LoopImpl&>(l);
+}
+inline const LoopImpl& impl(const Loop& l) {
+  return static_cast<const LoopImpl&>(l);
+}
+inline ConnectionImpl& impl(Connection& c) {
+  return static_cast<ConnectionImpl&>(c);
+}
 inline const ConnectionImpl& impl(const Connection& c) {
   return static_cast<const ConnectionImpl&>(c);
 }

@@ -47,7 +47,8 @@ Result<int> tcp_listener(const addrinfo* ai, size_t backlog) {
     ::close(fd);
     return Error("setsockopt(SO_REUSEPORT): " + describe_errno(e), -e);
   }
-  if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, static_cast<int>(backlog)) != 0) {
+  if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+      ::listen(fd, static_cast<int>(backlog)) != 0) {
     int e = errno;
     ::close(fd);
     return Error(describe_errno(e), -e);
@@ -59,13 +60,15 @@ Result<int> tcp_listener(const addrinfo* ai, size_t backlog) {
 
 void Reactor::Impl::request_stop() noexcept {
   if (stopping.exchange(true)) return;
-  for (auto& l : loops) l->post(&l->drain_item_);
+  for (auto& l : loops)
+    l->post(&l->drain_item_);
 }
 
 void Reactor::Impl::request_force() noexcept {
   request_stop();
   if (forcing.exchange(true)) return;
-  for (auto& l : loops) l->post(&l->force_item_);
+  for (auto& l : loops)
+    l->post(&l->force_item_);
 }
 
 void Reactor::Impl::on_loop_finished(detail::LoopImpl& loop) noexcept {
@@ -121,13 +124,24 @@ Reactor::~Reactor() {
   impl_->loops.clear();
 }
 
-size_t Reactor::size() const noexcept { return impl_->loops.size(); }
-Loop& Reactor::loop(size_t i) noexcept { return *impl_->loops[i]; }
-const ReactorOptions& Reactor::options() const noexcept { return impl_->options; }
-void Reactor::on_drain_start(std::function<void()> fn) { impl_->drain_hook = std::move(fn); }
-void Reactor::stop() noexcept { impl_->request_stop(); }
+size_t Reactor::size() const noexcept {
+  return impl_->loops.size();
+}
+Loop& Reactor::loop(size_t i) noexcept {
+  return *impl_->loops[i];
+}
+const ReactorOptions& Reactor::options() const noexcept {
+  return impl_->options;
+}
+void Reactor::on_drain_start(std::function<void()> fn) {
+  impl_->drain_hook = std::move(fn);
+}
+void Reactor::stop() noexcept {
+  impl_->request_stop();
+}
 
-Result<uint16_t> Reactor::listen_tcp(const std::string& host, uint16_t port, HandlerFactory factory) {
+Result<uint16_t> Reactor::listen_tcp(const std::string& host, uint16_t port,
+                                     HandlerFactory factory) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -183,7 +197,7 @@ Result<void> Reactor::listen_unix(const std::string& path, HandlerFactory factor
     ::close(probe);
     if (rc == 0)
       return Error("Unix socket \"" + path + "\" is in use: another process is listening on it. " +
-                   "Stop that process or choose another path.",
+                       "Stop that process or choose another path.",
                    -EADDRINUSE);
     if (e != ECONNREFUSED)
       return Error("cannot check existing socket \"" + path + "\": " + describe_errno(e), -e);
@@ -211,7 +225,8 @@ Result<void> Reactor::listen_unix(const std::string& path, HandlerFactory factor
     auto l = std::make_unique<detail::Listener>();
     l->is_unix = true;
     l->factory = shared;
-    Result<void> added = impl_->loops[i]->add_listener(std::move(l), lfd, impl_->options.listen_backlog);
+    Result<void> added =
+        impl_->loops[i]->add_listener(std::move(l), lfd, impl_->options.listen_backlog);
     if (!added) return added.error();
   }
   EMBER_INFO("ember.reactor", "listening", {"transport", "unix"}, {"path", path},
@@ -229,7 +244,8 @@ int Reactor::run() {
   for (size_t i = 1; i < impl_->loops.size(); ++i)
     threads.emplace_back([this, i] { impl_->loops[i]->run(); });
   impl_->loops[0]->run();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   for (const auto& u : impl_->unix_paths) {
     struct stat st;
     // Remove only our own socket file, not one a successor created since.
@@ -237,7 +253,8 @@ int Reactor::run() {
       ::unlink(u.path.c_str());
   }
   bool forced = false;
-  for (auto& l : impl_->loops) forced = forced || l->forced_;
+  for (auto& l : impl_->loops)
+    forced = forced || l->forced_;
   return forced ? 1 : 0;
 }
 

@@ -12,20 +12,25 @@ namespace {
 struct Header {
   uint32_t cls;  // kLarge for heap blocks
   uint32_t pad;
-  size_t size;   // usable bytes
+  size_t size;  // usable bytes
 };
 static_assert(sizeof(Header) == 16);
 constexpr uint32_t kLarge = UINT32_MAX;
 
-size_t class_size(size_t cls) { return size_t{16} << cls; }
+size_t class_size(size_t cls) {
+  return size_t{16} << cls;
+}
 
 size_t class_of(size_t size) {
   size_t cls = 0;
-  while (class_size(cls) < size) ++cls;
+  while (class_size(cls) < size)
+    ++cls;
   return cls;
 }
 
-Header* header_of(void* block) { return static_cast<Header*>(block) - 1; }
+Header* header_of(void* block) {
+  return static_cast<Header*>(block) - 1;
+}
 
 }  // namespace
 
@@ -107,7 +112,8 @@ void* SlabAllocator::reallocate(void* block, size_t size) noexcept {
 
 SlabStats SlabAllocator::stats() const noexcept {
   SlabStats s = stats_;
-  for (size_t k = 0; k < kClassCount; ++k) s.cached_bytes += count_[k] * class_size(k);
+  for (size_t k = 0; k < kClassCount; ++k)
+    s.cached_bytes += count_[k] * class_size(k);
   return s;
 }
 

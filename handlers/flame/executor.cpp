@@ -79,8 +79,10 @@ Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
       if (len > 0 && (!in.GetDirectBufferPointer(&ptr, &avail) ||
                       static_cast<uint32_t>(avail) < len || !in.Skip(static_cast<int>(len))))
         return std::string("malformed TaskResult: truncated field");
-      if (field == 2) out.output = message.slice(off, len);
-      else out.message = std::string(message.view().substr(off, len));
+      if (field == 2)
+        out.output = message.slice(off, len);
+      else
+        out.message = std::string(message.view().substr(off, len));
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return std::string("malformed TaskResult: truncated unknown field");
     }
@@ -119,7 +121,8 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
       if (!r) return r;
       if (out.empty()) return {};
       while (!out.empty()) {
-        ssize_t n = ::writev(fd, out.iov(), static_cast<int>(std::min<size_t>(out.iov_count(), IOV_MAX)));
+        ssize_t n =
+            ::writev(fd, out.iov(), static_cast<int>(std::min<size_t>(out.iov_count(), IOV_MAX)));
         if (n < 0) {
           if (errno == EINTR) continue;
           int e = errno;
@@ -136,7 +139,8 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
     if (options.io_timeout_ms > 0) {
       pollfd p{fd, POLLIN, 0};
       int rc;
-      do rc = ::poll(&p, 1, options.io_timeout_ms);
+      do
+        rc = ::poll(&p, 1, options.io_timeout_ms);
       while (rc < 0 && errno == EINTR);
       if (rc == 0)
         return Error("no answer from the service within " + std::to_string(options.io_timeout_ms) +
@@ -151,7 +155,8 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
       roff = 0;
     }
     ssize_t n;
-    do n = ::read(fd, rbuf->data() + roff, rbuf->capacity() - roff);
+    do
+      n = ::read(fd, rbuf->data() + roff, rbuf->capacity() - roff);
     while (n < 0 && errno == EINTR);
     if (n == 0) return Error("the service closed the connection");
     if (n < 0) return Error("read from the service failed: " + describe_errno(errno), -errno);
@@ -232,8 +237,8 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
 InstanceClient::InstanceClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 InstanceClient::~InstanceClient() = default;
 
-Result<std::unique_ptr<InstanceClient>> InstanceClient::connect(const std::string& socket_path,
-                                                                const InstanceClientOptions& options) {
+Result<std::unique_ptr<InstanceClient>> InstanceClient::connect(
+    const std::string& socket_path, const InstanceClientOptions& options) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof addr.sun_path)
@@ -307,17 +312,21 @@ Result<void> InstanceClient::wait(std::vector<Completion>& out) {
     if (!impl_->ready.empty()) break;
     if (Result<void> r = impl_->read_once(); !r) {
       impl_->session.fail_all(grpc::StatusCode::unavailable, r.error().message);
-      for (auto& c : impl_->ready) out.push_back(std::move(c));
+      for (auto& c : impl_->ready)
+        out.push_back(std::move(c));
       impl_->ready.clear();
       return r;
     }
   }
-  for (auto& c : impl_->ready) out.push_back(std::move(c));
+  for (auto& c : impl_->ready)
+    out.push_back(std::move(c));
   impl_->ready.clear();
   return {};
 }
 
-size_t InstanceClient::in_flight() const noexcept { return impl_->session.calls_in_flight(); }
+size_t InstanceClient::in_flight() const noexcept {
+  return impl_->session.calls_in_flight();
+}
 
 // ---- ServiceProcess ------------------------------------------------------------
 
@@ -331,8 +340,8 @@ Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o)
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     if (!::mkdtemp(buf.data()))
-      return Error("cannot create a temp dir for the socket (" + templ + "): " +
-                   describe_errno(errno));
+      return Error("cannot create a temp dir for the socket (" + templ +
+                   "): " + describe_errno(errno));
     dir = buf.data();
     p->temp_dir_ = dir;
   }
@@ -344,16 +353,20 @@ Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o)
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
-    for (const auto& [k, v] : o.env) overridden = overridden || kv.starts_with(k + "=");
+    for (const auto& [k, v] : o.env)
+      overridden = overridden || kv.starts_with(k + "=");
     if (!overridden) env_strings.emplace_back(kv);
   }
   env_strings.push_back("FLAME_INSTANCE_ENDPOINT=" + p->socket_path_);
-  for (const auto& [k, v] : o.env) env_strings.push_back(k + "=" + v);
+  for (const auto& [k, v] : o.env)
+    env_strings.push_back(k + "=" + v);
   std::vector<char*> envp, argv;
-  for (auto& s : env_strings) envp.push_back(s.data());
+  for (auto& s : env_strings)
+    envp.push_back(s.data());
   envp.push_back(nullptr);
   std::vector<std::string> args = o.argv;
-  for (auto& s : args) argv.push_back(s.data());
+  for (auto& s : args)
+    argv.push_back(s.data());
   argv.push_back(nullptr);
 
   pid_t pid = ::fork();

@@ -89,7 +89,7 @@ class InstanceClient {
 class ServiceProcess {
  public:
   struct Options {
-    std::vector<std::string> argv;                       // program and arguments
+    std::vector<std::string> argv;                         // program and arguments
     std::vector<std::pair<std::string, std::string>> env;  // added to ours
     std::string socket_dir;  // empty: a new temp dir (removed afterwards)
     std::chrono::milliseconds startup_timeout{10'000};

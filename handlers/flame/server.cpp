@@ -51,7 +51,8 @@ namespace {
 struct TaskPool {
   std::vector<PendingTask*> free;
   ~TaskPool() {
-    for (PendingTask* p : free) delete p;
+    for (PendingTask* p : free)
+      delete p;
   }
 };
 thread_local TaskPool tls_task_pool;
@@ -157,9 +158,12 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
 
   void on_call(grpc::ServerCall& call) override {
     switch (call.method()) {
-      case kInvoke: return invoke(call);
-      case kEnter: return enter(call);
-      case kLeave: return leave(call);
+      case kInvoke:
+        return invoke(call);
+      case kEnter:
+        return enter(call);
+      case kLeave:
+        return leave(call);
     }
   }
 
@@ -291,8 +295,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
                         " bytes. Return less, or raise EMBER_FLAME_MAX_OUTPUT_BYTES if your "
                         "executor accepts more.";
       EMBER_WARN("ember.flame", "task output over the response limit",
-                 {"output_bytes", enc.body.size()},
-                 {"limit", instance_.options.max_output_bytes});
+                 {"output_bytes", enc.body.size()}, {"limit", instance_.options.max_output_bytes});
       enc = wire::encode_task_failure(msg);
     }
     session_.respond(call, enc.head_span(), std::move(enc.body));
@@ -442,7 +445,11 @@ int run_from_env(S& service) {
 }
 }  // namespace
 
-int run(FlameService& service) { return run_from_env(service); }
-int run(AsyncFlameService& service) { return run_from_env(service); }
+int run(FlameService& service) {
+  return run_from_env(service);
+}
+int run(AsyncFlameService& service) {
+  return run_from_env(service);
+}
 
 }  // namespace ember::flame

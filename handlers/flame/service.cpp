@@ -13,18 +13,30 @@ std::string FlameError::to_string() const {
 
 std::string_view kind_name(FlameError::Kind kind) noexcept {
   switch (kind) {
-    case FlameError::Kind::NotFound: return "NotFound";
-    case FlameError::Kind::Internal: return "Internal";
-    case FlameError::Kind::Network: return "Network";
-    case FlameError::Kind::InvalidConfig: return "InvalidConfig";
+    case FlameError::Kind::NotFound:
+      return "NotFound";
+    case FlameError::Kind::Internal:
+      return "Internal";
+    case FlameError::Kind::Network:
+      return "Network";
+    case FlameError::Kind::InvalidConfig:
+      return "InvalidConfig";
   }
   return "Internal";
 }
 
-Status FlameService::on_session_enter(const SessionContext&) { return {}; }
-Status FlameService::on_session_leave() { return {}; }
-Status AsyncFlameService::on_session_enter(const SessionContext&) { return {}; }
-Status AsyncFlameService::on_session_leave() { return {}; }
+Status FlameService::on_session_enter(const SessionContext&) {
+  return {};
+}
+Status FlameService::on_session_leave() {
+  return {};
+}
+Status AsyncFlameService::on_session_enter(const SessionContext&) {
+  return {};
+}
+Status AsyncFlameService::on_session_leave() {
+  return {};
+}
 
 namespace {
 

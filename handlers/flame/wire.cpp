@@ -8,8 +8,8 @@
 namespace ember::flame::wire {
 namespace {
 
-using google::protobuf::io::CodedInputStream;
 using google::protobuf::internal::WireFormatLite;
+using google::protobuf::io::CodedInputStream;
 
 // Proto3 strings must be UTF-8; prost (Flame's side) rejects anything else.
 bool valid_utf8(std::string_view s) {
@@ -125,9 +125,9 @@ EncodedResult encode_task_success(std::optional<Bytes> output) {
 EncodedResult encode_task_failure(std::string_view message) {
   EncodedResult r;
   size_t n = 0;
-  r.head[n++] = 0x08;  // field 1, varint
+  r.head[n++] = 0x08;                                               // field 1, varint
   n += put_varint(r.head + n, static_cast<uint64_t>(int64_t{-1}));  // int32 -1: 10 bytes
-  r.head[n++] = 0x1A;  // field 3, length-delimited
+  r.head[n++] = 0x1A;                                               // field 3, length-delimited
   n += put_varint(r.head + n, message.size());
   r.head_len = n;
   r.body = Bytes::copy(message);

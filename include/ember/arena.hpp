@@ -46,7 +46,7 @@ class Arena {
 
   size_t used() const noexcept { return used_; }
   size_t limit() const noexcept { return limit_; }
-  size_t reserved() const noexcept;  // bytes of chunks held
+  size_t reserved() const noexcept;              // bytes of chunks held
   bool ok() const noexcept { return !failed_; }  // false once an allocation failed since reset
 
  private:

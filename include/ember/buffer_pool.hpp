@@ -25,9 +25,9 @@ struct BufferPoolOptions {
 };
 
 struct BufferPoolStats {
-  uint64_t hits = 0;        // served from cache
-  uint64_t misses = 0;      // new allocation
-  uint64_t oversize = 0;    // above the largest class: heap, not pooled
+  uint64_t hits = 0;      // served from cache
+  uint64_t misses = 0;    // new allocation
+  uint64_t oversize = 0;  // above the largest class: heap, not pooled
   uint64_t remote_frees = 0;
   size_t cached_bytes = 0;
 };

@@ -57,7 +57,8 @@ class BufferStorage {
 class Bytes {
  public:
   Bytes() noexcept = default;
-  Bytes(const Bytes& other) noexcept : data_(other.data_), size_(other.size_), owner_(other.owner_) {
+  Bytes(const Bytes& other) noexcept
+      : data_(other.data_), size_(other.size_), owner_(other.owner_) {
     if (owner_) owner_->retain();
   }
   Bytes(Bytes&& other) noexcept : data_(other.data_), size_(other.size_), owner_(other.owner_) {
@@ -104,9 +105,7 @@ class Bytes {
   size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   std::span<const uint8_t> span() const noexcept { return {data_, size_}; }
-  std::string_view view() const noexcept {
-    return {reinterpret_cast<const char*>(data_), size_};
-  }
+  std::string_view view() const noexcept { return {reinterpret_cast<const char*>(data_), size_}; }
   // Shares a sub-range; offset + length must be within size().
   Bytes slice(size_t offset, size_t length) const noexcept;
   BufferStorage* storage() const noexcept { return owner_; }

@@ -30,11 +30,10 @@ class [[nodiscard]] Expected {
                 "Expected<T, E> needs distinct value and error types");
 
  public:
-  template <class U = T,
-            std::enable_if_t<std::is_constructible_v<T, U&&> &&
-                                 !std::is_same_v<std::decay_t<U>, Expected> &&
-                                 !std::is_constructible_v<E, U&&>,
-                             int> = 0>
+  template <class U = T, std::enable_if_t<std::is_constructible_v<T, U&&> &&
+                                              !std::is_same_v<std::decay_t<U>, Expected> &&
+                                              !std::is_constructible_v<E, U&&>,
+                                          int> = 0>
   Expected(U&& value) : v_(std::in_place_index<0>, std::forward<U>(value)) {}
   Expected(E error) : v_(std::in_place_index<1>, std::move(error)) {}
   template <class G>
@@ -44,17 +43,35 @@ class [[nodiscard]] Expected {
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
-  T& value() & { assert(has_value()); return std::get<0>(v_); }
-  const T& value() const& { assert(has_value()); return std::get<0>(v_); }
-  T&& value() && { assert(has_value()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(has_value());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(has_value());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  E& error() & { assert(!has_value()); return std::get<1>(v_); }
-  const E& error() const& { assert(!has_value()); return std::get<1>(v_); }
-  E&& error() && { assert(!has_value()); return std::get<1>(std::move(v_)); }
+  E& error() & {
+    assert(!has_value());
+    return std::get<1>(v_);
+  }
+  const E& error() const& {
+    assert(!has_value());
+    return std::get<1>(v_);
+  }
+  E&& error() && {
+    assert(!has_value());
+    return std::get<1>(std::move(v_));
+  }
 
  private:
   std::variant<T, E> v_;
@@ -71,9 +88,18 @@ class [[nodiscard]] Expected<void, E> {
 
   bool has_value() const noexcept { return !error_.has_value(); }
   explicit operator bool() const noexcept { return has_value(); }
-  E& error() & { assert(error_); return *error_; }
-  const E& error() const& { assert(error_); return *error_; }
-  E&& error() && { assert(error_); return std::move(*error_); }
+  E& error() & {
+    assert(error_);
+    return *error_;
+  }
+  const E& error() const& {
+    assert(error_);
+    return *error_;
+  }
+  E&& error() && {
+    assert(error_);
+    return std::move(*error_);
+  }
 
  private:
   std::optional<E> error_;

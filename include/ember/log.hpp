@@ -63,12 +63,12 @@ std::string_view level_name(Level level) noexcept;
 
 }  // namespace ember::log
 
-#define EMBER_LOG(level, target, message, ...)                                           \
-  do {                                                                                   \
-    if (static_cast<uint8_t>(level) >=                                                   \
-            ::ember::log::g_max_level.load(std::memory_order_relaxed) &&                 \
-        ::ember::log::enabled(level, target))                                            \
-      ::ember::log::write(level, target, message, {__VA_ARGS__});                        \
+#define EMBER_LOG(level, target, message, ...)                           \
+  do {                                                                   \
+    if (static_cast<uint8_t>(level) >=                                   \
+            ::ember::log::g_max_level.load(std::memory_order_relaxed) && \
+        ::ember::log::enabled(level, target))                            \
+      ::ember::log::write(level, target, message, {__VA_ARGS__});        \
   } while (0)
 
 #define EMBER_TRACE(target, message, ...) \

@@ -11,9 +11,9 @@
 namespace ember {
 
 struct SlabStats {
-  uint64_t fresh = 0;     // blocks obtained from the heap
-  uint64_t reused = 0;    // blocks served from a free list
-  uint64_t large = 0;     // above the largest class: straight to the heap
+  uint64_t fresh = 0;   // blocks obtained from the heap
+  uint64_t reused = 0;  // blocks served from a free list
+  uint64_t large = 0;   // above the largest class: straight to the heap
   size_t cached_bytes = 0;
 };
 

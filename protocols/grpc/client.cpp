@@ -76,7 +76,9 @@ Result<void> ClientSession::start_unary(std::string_view path, std::span<const u
   return {};
 }
 
-Result<void> ClientSession::feed(const Bytes& input) { return h2_.feed(input); }
+Result<void> ClientSession::feed(const Bytes& input) {
+  return h2_.feed(input);
+}
 
 void ClientSession::on_headers_begin(int32_t) {}
 
@@ -146,13 +148,15 @@ void ClientSession::on_stream_close(int32_t id, uint32_t error_code) {
   if (!call) return;
   h2_.set_stream_data(id, nullptr);
   if (!call->done) {
-    StatusCode code = error_code == NGHTTP2_REFUSED_STREAM ? StatusCode::unavailable
-                                                           : StatusCode::internal;
+    StatusCode code =
+        error_code == NGHTTP2_REFUSED_STREAM ? StatusCode::unavailable : StatusCode::internal;
     finish(call, Status{code, "stream closed by the server before a status (HTTP/2 error " +
                                   std::to_string(error_code) + ")"});
   }
-  if (call->prev) call->prev->next = call->next;
-  else live_ = call->next;
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    live_ = call->next;
   if (call->next) call->next->prev = call->prev;
   call->~Call();
   slab_.deallocate(call);
@@ -162,7 +166,8 @@ void ClientSession::on_stream_close(int32_t id, uint32_t error_code) {
 void ClientSession::on_body_end(int32_t) {}
 
 void ClientSession::fail_all(StatusCode code, std::string_view message) {
-  for (Call* c = live_; c; c = c->next) finish(c, Status{code, std::string(message)});
+  for (Call* c = live_; c; c = c->next)
+    finish(c, Status{code, std::string(message)});
 }
 
 }  // namespace ember::grpc

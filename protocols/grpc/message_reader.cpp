@@ -55,9 +55,9 @@ Status MessageReader::feed(const Bytes& chunk, Sink sink, void* context) {
         return fail(StatusCode::internal, buf);
       }
       if (len > max_)
-        return fail(StatusCode::resource_exhausted,
-                    "received message of " + std::to_string(len) +
-                        " bytes exceeds the server's limit of " + std::to_string(max_) + " bytes");
+        return fail(StatusCode::resource_exhausted, "received message of " + std::to_string(len) +
+                                                        " bytes exceeds the server's limit of " +
+                                                        std::to_string(max_) + " bytes");
       if (len <= n) {
         // Whole message inside this chunk: hand out a slice, no copy.
         sink(context, chunk.slice(static_cast<size_t>(p - chunk.data()), len));

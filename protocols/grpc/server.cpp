@@ -11,18 +11,23 @@ namespace {
 
 using http2::Header;
 
-constexpr std::string_view kStatusText[] = {"0",  "1",  "2",  "3",  "4",  "5",
-                                            "6",  "7",  "8",  "9",  "10", "11",
-                                            "12", "13", "14", "15", "16"};
+constexpr std::string_view kStatusText[] = {"0", "1",  "2",  "3",  "4",  "5",  "6",  "7", "8",
+                                            "9", "10", "11", "12", "13", "14", "15", "16"};
 
-std::string_view status_text(StatusCode c) { return kStatusText[static_cast<int>(c)]; }
+std::string_view status_text(StatusCode c) {
+  return kStatusText[static_cast<int>(c)];
+}
 
 std::string_view http_status_text(int s) {
   switch (s) {
-    case 200: return "200";
-    case 405: return "405";
-    case 415: return "415";
-    default: return "400";
+    case 200:
+      return "200";
+    case 405:
+      return "405";
+    case 415:
+      return "415";
+    default:
+      return "400";
   }
 }
 
@@ -51,8 +56,10 @@ ServerSession::~ServerSession() {
 }
 
 void ServerSession::destroy(ServerCall* call) noexcept {
-  if (call->prev_) call->prev_->next_ = call->next_;
-  else live_ = call->next_;
+  if (call->prev_)
+    call->prev_->next_ = call->next_;
+  else
+    live_ = call->next_;
   if (call->next_) call->next_->prev_ = call->prev_;
   call->~ServerCall();
   slab_.deallocate(call);
@@ -116,8 +123,8 @@ void ServerSession::on_headers_end(int32_t id) {
     auto now = std::chrono::steady_clock::now();
     auto max_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::steady_clock::time_point::max() - now);
-    call->deadline_ = now + std::chrono::nanoseconds(
-                                std::min<uint64_t>(call->timeout_ns_, max_ns.count()));
+    call->deadline_ =
+        now + std::chrono::nanoseconds(std::min<uint64_t>(call->timeout_ns_, max_ns.count()));
   }
   if (call->too_large_)
     return reject(*call, 200, StatusCode::resource_exhausted,
@@ -156,9 +163,9 @@ void ServerSession::on_data(int32_t id, const Bytes& chunk) {
   Status st = call->reader_.feed(chunk, &ServerSession::on_message, call);
   if (!st.ok()) return reject(*call, 200, st.code, st.message);
   if (call->messages_ > 1)
-    return reject(*call, 200, StatusCode::internal,
-                  "unary method " + std::string(call->path()) +
-                      " received more than one request message");
+    return reject(
+        *call, 200, StatusCode::internal,
+        "unary method " + std::string(call->path()) + " received more than one request message");
 }
 
 void ServerSession::on_remote_end(int32_t id) {

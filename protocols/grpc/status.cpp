@@ -5,12 +5,23 @@
 namespace ember::grpc {
 
 std::string_view status_name(StatusCode code) noexcept {
-  static constexpr std::string_view kNames[] = {
-      "OK",           "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",   "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr std::string_view kNames[] = {"OK",
+                                                "CANCELLED",
+                                                "UNKNOWN",
+                                                "INVALID_ARGUMENT",
+                                                "DEADLINE_EXCEEDED",
+                                                "NOT_FOUND",
+                                                "ALREADY_EXISTS",
+                                                "PERMISSION_DENIED",
+                                                "RESOURCE_EXHAUSTED",
+                                                "FAILED_PRECONDITION",
+                                                "ABORTED",
+                                                "OUT_OF_RANGE",
+                                                "UNIMPLEMENTED",
+                                                "INTERNAL",
+                                                "UNAVAILABLE",
+                                                "DATA_LOSS",
+                                                "UNAUTHENTICATED"};
   int c = static_cast<int>(code);
   return c >= 0 && c <= 16 ? kNames[c] : std::string_view("UNKNOWN");
 }
@@ -66,13 +77,26 @@ std::optional<uint64_t> parse_timeout(std::string_view v) noexcept {
   }
   uint64_t mult;
   switch (v.back()) {
-    case 'H': mult = 3'600'000'000'000ull; break;
-    case 'M': mult = 60'000'000'000ull; break;
-    case 'S': mult = 1'000'000'000ull; break;
-    case 'm': mult = 1'000'000ull; break;
-    case 'u': mult = 1'000ull; break;
-    case 'n': mult = 1ull; break;
-    default: return std::nullopt;
+    case 'H':
+      mult = 3'600'000'000'000ull;
+      break;
+    case 'M':
+      mult = 60'000'000'000ull;
+      break;
+    case 'S':
+      mult = 1'000'000'000ull;
+      break;
+    case 'm':
+      mult = 1'000'000ull;
+      break;
+    case 'u':
+      mult = 1'000ull;
+      break;
+    case 'n':
+      mult = 1ull;
+      break;
+    default:
+      return std::nullopt;
   }
   if (n > std::numeric_limits<uint64_t>::max() / mult) return std::numeric_limits<uint64_t>::max();
   return n * mult;
@@ -98,15 +122,21 @@ std::string format_timeout(uint64_t nanos) {
 
 StatusCode status_from_http(int http_status) noexcept {
   switch (http_status) {
-    case 400: return StatusCode::internal;
-    case 401: return StatusCode::unauthenticated;
-    case 403: return StatusCode::permission_denied;
-    case 404: return StatusCode::unimplemented;
+    case 400:
+      return StatusCode::internal;
+    case 401:
+      return StatusCode::unauthenticated;
+    case 403:
+      return StatusCode::permission_denied;
+    case 404:
+      return StatusCode::unimplemented;
     case 429:
     case 502:
     case 503:
-    case 504: return StatusCode::unavailable;
-    default: return StatusCode::unknown;
+    case 504:
+      return StatusCode::unavailable;
+    default:
+      return StatusCode::unknown;
   }
 }
 

@@ -59,7 +59,9 @@ void Body::emit(IoChain& out, size_t n) {
 Session::Session(Role role, SessionHandler& handler, const Settings& settings, SlabAllocator& slab)
     : handler_(handler), settings_(settings), role_(role) {
   mem_.mem_user_data = &slab;
-  mem_.malloc = [](size_t size, void* ud) { return static_cast<SlabAllocator*>(ud)->allocate(size); };
+  mem_.malloc = [](size_t size, void* ud) {
+    return static_cast<SlabAllocator*>(ud)->allocate(size);
+  };
   mem_.free = [](void* p, void* ud) { static_cast<SlabAllocator*>(ud)->deallocate(p); };
   mem_.calloc = [](size_t n, size_t size, void* ud) {
     return static_cast<SlabAllocator*>(ud)->allocate_zeroed(n, size);
@@ -108,7 +110,9 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
                                           static_cast<int32_t>(settings.connection_window_size));
 }
 
-Session::~Session() { nghttp2_session_del(session_); }
+Session::~Session() {
+  nghttp2_session_del(session_);
+}
 
 Result<void> Session::feed(const Bytes& input) {
   input_ = &input;
@@ -117,9 +121,10 @@ Result<void> Session::feed(const Bytes& input) {
   if (rv < 0) {
     // Bad preface or a fatal protocol error: say so with a GOAWAY.
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-      return Error("not an HTTP/2 client (bad connection preface); the peer must speak h2c "
-                   "with prior knowledge",
-                   static_cast<int>(rv));
+      return Error(
+          "not an HTTP/2 client (bad connection preface); the peer must speak h2c "
+          "with prior knowledge",
+          static_cast<int>(rv));
     terminate(NGHTTP2_PROTOCOL_ERROR);
     return Error(std::string("HTTP/2 protocol error: ") + nghttp2_strerror(static_cast<int>(rv)),
                  static_cast<int>(rv));
@@ -132,12 +137,13 @@ Result<void> Session::produce(IoChain& out) {
   produced_ = 0;
   int rv = nghttp2_session_send(session_);
   out_ = nullptr;
-  if (rv != 0)
-    return Error(std::string("HTTP/2 send failed: ") + nghttp2_strerror(rv), rv);
+  if (rv != 0) return Error(std::string("HTTP/2 send failed: ") + nghttp2_strerror(rv), rv);
   return {};
 }
 
-bool Session::wants_write() const noexcept { return nghttp2_session_want_write(session_) != 0; }
+bool Session::wants_write() const noexcept {
+  return nghttp2_session_want_write(session_) != 0;
+}
 bool Session::alive() const noexcept {
   return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
 }
@@ -189,7 +195,8 @@ void Session::submit_goaway(uint32_t error_code) {
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last, error_code, nullptr, 0);
   } else {
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
-                          nghttp2_session_get_last_proc_stream_id(session_), error_code, nullptr, 0);
+                          nghttp2_session_get_last_proc_stream_id(session_), error_code, nullptr,
+                          0);
   }
 }
 
@@ -269,9 +276,9 @@ int Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void
 
 int Session::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud) {
-  static_cast<Session*>(ud)->handler_.on_header(
-      frame->hd.stream_id, {reinterpret_cast<const char*>(name), namelen},
-      {reinterpret_cast<const char*>(value), valuelen});
+  static_cast<Session*>(ud)->handler_.on_header(frame->hd.stream_id,
+                                                {reinterpret_cast<const char*>(name), namelen},
+                                                {reinterpret_cast<const char*>(value), valuelen});
   return 0;
 }
 

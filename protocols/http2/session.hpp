@@ -139,8 +139,8 @@ class Session {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                        void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
-  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id,
-                           const uint8_t* data, size_t len, void* self);
+  static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
+                           size_t len, void* self);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);
 
   nghttp2_session* session_ = nullptr;

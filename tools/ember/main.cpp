@@ -173,7 +173,8 @@ Options parse_args(int argc, char** argv) {
       usage_error("unknown option " + a);
     }
   }
-  for (; i < argc; ++i) o.command.emplace_back(argv[i]);
+  for (; i < argc; ++i)
+    o.command.emplace_back(argv[i]);
   if (o.command.empty()) usage_error("no SERVICE program given");
   if (o.app.empty()) {
     std::string prog = o.command[0];
@@ -187,8 +188,10 @@ Options parse_args(int argc, char** argv) {
 std::vector<std::optional<Bytes>> load_tasks(const Options& o) {
   std::vector<std::optional<Bytes>> tasks;
   for (const auto& in : o.inputs) {
-    if (in) tasks.emplace_back(Bytes::copy(*in));
-    else tasks.emplace_back(std::nullopt);
+    if (in)
+      tasks.emplace_back(Bytes::copy(*in));
+    else
+      tasks.emplace_back(std::nullopt);
   }
   std::vector<std::string> files = o.input_files;
   if (tasks.empty() && files.empty()) files.push_back("-");
@@ -226,10 +229,9 @@ void print_output(const Options& o, const std::optional<Bytes>& output) {
   if (o.output == "none") return;
   if (o.output == "binary") {
     uint32_t len = output ? static_cast<uint32_t>(output->size()) : 0xFFFFFFFFu;
-    unsigned char prefix[4] = {static_cast<unsigned char>(len >> 24),
-                               static_cast<unsigned char>(len >> 16),
-                               static_cast<unsigned char>(len >> 8),
-                               static_cast<unsigned char>(len)};
+    unsigned char prefix[4] = {
+        static_cast<unsigned char>(len >> 24), static_cast<unsigned char>(len >> 16),
+        static_cast<unsigned char>(len >> 8), static_cast<unsigned char>(len)};
     std::fwrite(prefix, 1, 4, stdout);
     if (output) std::fwrite(output->data(), 1, output->size(), stdout);
     return;
@@ -279,8 +281,8 @@ int flame_run(int argc, char** argv) {
   bool broken = false;
   auto started = std::chrono::steady_clock::now();
   for (uint64_t s = 0; s < o.sessions && !broken; ++s) {
-    std::string session_id = o.sessions == 1 ? o.session_id
-                                             : o.session_id + "-" + std::to_string(s + 1);
+    std::string session_id =
+        o.sessions == 1 ? o.session_id : o.session_id + "-" + std::to_string(s + 1);
     auto entered = (*client)->enter(session_id, o.app, common);
     if (!entered) {
       std::fprintf(stderr, "ember flame-run: OnSessionEnter failed: %s: %s\n",
@@ -353,10 +355,11 @@ int flame_run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
-    std::fputs("usage: ember <command> [options]\n\ncommands:\n"
-               "  flame-run   run a Flame service binary the way Flame's executor does\n"
-               "\nRun `ember <command> --help` for a command's options.\n",
-               argc < 2 ? stderr : stdout);
+    std::fputs(
+        "usage: ember <command> [options]\n\ncommands:\n"
+        "  flame-run   run a Flame service binary the way Flame's executor does\n"
+        "\nRun `ember <command> --help` for a command's options.\n",
+        argc < 2 ? stderr : stdout);
     return argc < 2 ? kExitUsage : kExitOk;
   }
   if (std::strcmp(argv[1], "flame-run") == 0) return flame_run(argc, argv);

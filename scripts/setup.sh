@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package Ember's build, tests and benchmarks need.
+# Idempotent: does nothing (and needs no network) when all are present.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang-format
+  clang libclang-rt-14-dev libfuzzer-14-dev
+  # Ember's dependencies
+  libuv1-dev libprotobuf-dev protobuf-compiler libnghttp2-dev libssl-dev
+  libmimalloc-dev libwebsockets-dev
+  # tests: GoogleTest and the independent peers
+  libgtest-dev googletest libgrpc++-dev protobuf-compiler-grpc
+  python3-grpcio python3-protobuf nghttp2-client curl
+  # benchmarks: plots, profiling
+  python3-matplotlib linux-perf
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: need root to install packages (run as root, or install: ${missing[*]})" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Ember's whole test suite, as CI runs it on a fresh clone:
+#   1. formatting check           (clang-format)
+#   2. Release build + unit, integration and install tests
+#   3. ASan+UBSan build + unit and integration tests
+#   4. libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each (default 30)
+#   5. benchmark smoke run (checks the harness works; asserts no speed)
+# Environment: JOBS (parallel build jobs), FUZZ_SECONDS, KEEP_GOING=1 (run
+# every phase even after a failure).
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+failed=()
+declare -A took
+
+phase() {
+  local name=$1
+  shift
+  log "$name"
+  local start=$SECONDS
+  if "$@"; then
+    took[$name]=$((SECONDS - start))
+  else
+    took[$name]="$((SECONDS - start)) FAILED"
+    failed+=("$name")
+    if [ "${KEEP_GOING:-0}" != 1 ]; then summary; exit 1; fi
+  fi
+}
+
+summary() {
+  log "summary"
+  for name in "${!took[@]}"; do printf '  %-28s %ss\n' "$name" "${took[$name]}"; done | sort
+  if [ ${#failed[@]} -eq 0 ]; then
+    echo "all phases passed"
+  else
+    echo "FAILED: ${failed[*]}"
+  fi
+}
+
+check_format() {
+  local files
+  mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.c' '*.h')
+  clang-format --dry-run -Werror "${files[@]}"
+}
+
+release_tests() {
+  configure_build build-test -DCMAKE_BUILD_TYPE=Release &&
+    ctest --test-dir build-test --output-on-failure -j 2 -L 'unit|integration|install'
+}
+
+sanitizer_tests() {
+  configure_build build-test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON \
+    -DEMBER_BUILD_PERF=OFF &&
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir build-test-asan --output-on-failure -j 2 -L 'unit|integration'
+}
+
+fuzz() {
+  CC=clang CXX=clang++ configure_build build-test-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DEMBER_BUILD_FUZZ=ON -DEMBER_BUILD_TESTS=OFF -DEMBER_BUILD_PERF=OFF \
+    -DEMBER_BUILD_EXAMPLES=OFF &&
+    tests/fuzz/run.sh build-test-fuzz "$FUZZ_SECONDS"
+}
+
+bench_smoke() {
+  perf/run.sh --quick --build build-test
+}
+
+phase "setup" "$ROOT/scripts/setup.sh"
+phase "format" check_format
+phase "release tests" release_tests
+phase "sanitizer tests" sanitizer_tests
+phase "fuzz" fuzz
+phase "bench smoke" bench_smoke
+summary
+[ ${#failed[@]} -eq 0 ]
