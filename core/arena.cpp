@@ -15,6 +15,12 @@ Arena::Arena(std::span<uint8_t> initial, size_t chunk_size, size_t limit)
 }
 
 void* Arena::allocate(size_t size, size_t align) noexcept {
+  // Fail early past the limit (no chunk for a request that cannot succeed),
+  // and keep size + align below SIZE_MAX so next_chunk() can always fit it.
+  if (size > limit_ - used_ || size > SIZE_MAX - align) {
+    failed_ = true;
+    return nullptr;
+  }
   for (;;) {
     if (current_ < chunks_.size()) {
       Chunk& c = chunks_[current_];

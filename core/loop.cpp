@@ -68,6 +68,12 @@ LoopImpl::LoopImpl(Reactor::Impl& reactor, unsigned index, const ReactorOptions&
   check_.data = this;
   uv_check_start(&check_, &LoopImpl::on_check);
   uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  // Output produced before the poll (write completions, timers) is flushed
+  // in the prepare phase; otherwise it would wait for the next I/O event.
+  uv_prepare_init(&uv_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, &LoopImpl::on_prepare);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
   uv_timer_init(&uv_, &timer_);
   timer_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
@@ -177,6 +183,10 @@ void LoopImpl::on_check(uv_check_t* h) {
   static_cast<LoopImpl*>(h->data)->flush_dirty();
 }
 
+void LoopImpl::on_prepare(uv_prepare_t* h) {
+  static_cast<LoopImpl*>(h->data)->flush_dirty();
+}
+
 void LoopImpl::flush_dirty() noexcept {
   // Handlers may mark connections dirty while we flush; those go next round
   // within this same call so that no output waits for another loop turn.
@@ -253,6 +263,7 @@ void LoopImpl::close_handles() noexcept {
   };
   close(&async_);
   close(&check_);
+  close(&prepare_);
   close(&timer_);
   close(&drain_timer_);
   for (auto& l : listeners_)

@@ -137,6 +137,7 @@ class LoopImpl final : public Loop {
  private:
   static void on_async(uv_async_t* a);
   static void on_check(uv_check_t* c);
+  static void on_prepare(uv_prepare_t* p);
   static void on_timer(uv_timer_t* t);
   static void on_drain_timeout(uv_timer_t* t);
   void flush_dirty() noexcept;
@@ -149,6 +150,7 @@ class LoopImpl final : public Loop {
   uv_loop_t uv_;
   uv_async_t async_;
   uv_check_t check_;
+  uv_prepare_t prepare_;
   uv_timer_t timer_;
   uv_timer_t drain_timer_;
   bool finished_ = false;

@@ -205,15 +205,44 @@ Result<void> Reactor::listen_unix(const std::string& path, HandlerFactory factor
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return Error("cannot remove stale socket \"" + path + "\": " + describe_errno(errno), -errno);
   }
+  // Bind under a staging name in the same directory and link the socket into
+  // place only once it listens: the executor connects as soon as the path
+  // exists, and a socket bound but not yet listening would refuse it.
+  std::string staging =
+      path.substr(0, path.rfind('/') + 1) + ".ember-" + std::to_string(::getpid());
+  bool staged = staging.size() < sizeof addr.sun_path;
+  sockaddr_un bind_addr = addr;
+  if (staged) {
+    std::memset(bind_addr.sun_path, 0, sizeof bind_addr.sun_path);
+    std::memcpy(bind_addr.sun_path, staging.data(), staging.size());
+    ::unlink(staging.c_str());  // left by a crashed process with our pid
+  }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error("socket(AF_UNIX): " + describe_errno(errno), -errno);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&bind_addr), sizeof bind_addr) != 0 ||
       ::listen(fd, static_cast<int>(impl_->options.listen_backlog)) != 0) {
     int e = errno;
     ::close(fd);
+    if (staged) ::unlink(staging.c_str());
     return Error("cannot listen on Unix socket \"" + path + "\": " + describe_errno(e) +
                      (e == ENOENT ? " (does its directory exist?)" : ""),
                  -e);
+  }
+  if (staged) {
+    // link() fails if someone took the path meanwhile, where rename() would
+    // silently replace their socket.
+    int rc = ::link(staging.c_str(), path.c_str());
+    if (rc != 0 && errno != EEXIST) rc = ::rename(staging.c_str(), path.c_str());  // no hard links
+    int e = errno;
+    ::unlink(staging.c_str());
+    if (rc != 0) {
+      ::close(fd);
+      if (e == EEXIST)
+        return Error("Unix socket \"" + path + "\" is in use: another process created it " +
+                         "while we started. Stop that process or choose another path.",
+                     -EADDRINUSE);
+      return Error("cannot create Unix socket \"" + path + "\": " + describe_errno(e), -e);
+    }
   }
   if (::stat(path.c_str(), &st) == 0) impl_->unix_paths.push_back({path, st.st_dev, st.st_ino});
   auto shared = std::make_shared<HandlerFactory>(std::move(factory));

@@ -43,6 +43,7 @@ struct PendingTask : MailboxItem {
   std::optional<TaskResult> result;
   TimerEntry deadline;
   bool inline_done = false;
+  bool dropped = false;  // answered by ~TaskCompletion, not by the service
 };
 
 namespace {
@@ -70,6 +71,7 @@ void release(PendingTask* p, bool on_loop_thread) {
   p->owner = nullptr;
   p->call = nullptr;
   p->inline_done = false;
+  p->dropped = false;
   p->refs.store(2, std::memory_order_relaxed);
   tls_task_pool.free.push_back(p);
 }
@@ -256,12 +258,20 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
       loop_.arm(p->deadline, left.count() > 0 ? static_cast<uint64_t>(left.count()) : 0);
     }
     tls_inline_task = p;
+    // A handler that throws before answering drops its completion while the
+    // exception unwinds; the task then fails with the exception's text, as a
+    // synchronous handler's would. (inline_done is only set on this thread.)
+    auto threw = [&](std::string message) {
+      if (p->inline_done && p->dropped) p->result.emplace(FlameError::internal(std::move(message)));
+    };
     try {
       instance_.service.invoke_async(std::move(ctx), TaskCompletion(p));
     } catch (const std::exception& e) {
       EMBER_ERROR("ember.flame", "async handler threw", {"error", e.what()});
+      threw(std::string("handler threw: ") + e.what());
     } catch (...) {
       EMBER_ERROR("ember.flame", "async handler threw a non-standard exception");
+      threw("handler threw a non-standard exception");
     }
     tls_inline_task = nullptr;
     if (p->inline_done && p->owner) {
@@ -407,8 +417,9 @@ TaskCompletion& TaskCompletion::operator=(TaskCompletion&& other) noexcept {
 }
 
 TaskCompletion::~TaskCompletion() {
-  if (pending_)
-    (*this)(FlameError::internal("the service dropped the task's completion without answering"));
+  if (!pending_) return;
+  pending_->dropped = true;
+  (*this)(FlameError::internal("the service dropped the task's completion without answering"));
 }
 
 void TaskCompletion::operator()(TaskResult result) {

@@ -60,8 +60,9 @@ size_t put_varint(uint8_t* out, uint64_t v) {
 
 // Reads a length-delimited field body as a view of the buffer.
 bool read_view(CodedInputStream& in, const uint8_t* base, size_t* offset, size_t* length) {
-  uint32_t len;
-  if (!in.ReadVarint32(&len)) return false;
+  // ReadVarint32 would truncate a length of 2^32 or more; read all of it.
+  uint64_t len;
+  if (!in.ReadVarint64(&len)) return false;
   const void* ptr;
   int avail;
   if (len == 0) {
@@ -69,7 +70,7 @@ bool read_view(CodedInputStream& in, const uint8_t* base, size_t* offset, size_t
     *length = 0;
     return true;
   }
-  if (!in.GetDirectBufferPointer(&ptr, &avail) || static_cast<uint32_t>(avail) < len) return false;
+  if (!in.GetDirectBufferPointer(&ptr, &avail) || static_cast<uint64_t>(avail) < len) return false;
   *offset = static_cast<size_t>(static_cast<const uint8_t*>(ptr) - base);
   *length = len;
   return in.Skip(static_cast<int>(len));

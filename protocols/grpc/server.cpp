@@ -245,8 +245,22 @@ void ServerSession::reject(ServerCall& call, int http_status, StatusCode code,
     h2_.submit_rst_stream(call.stream_id_, NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  // The client is still sending: tell it to stop; the status is already queued.
-  if (!call.remote_ended_) h2_.submit_rst_stream(call.stream_id_, NGHTTP2_NO_ERROR);
+  // The client is still sending: it may stop, with RST_STREAM(NO_ERROR) after
+  // the answer (RFC 9113 §8.1). Not now: nghttp2 drops a stream's queued
+  // HEADERS once a RST_STREAM is submitted for it, and the client would get
+  // no status at all.
+  if (!call.remote_ended_) stop_after_answer_.push_back(call.stream_id_);
+}
+
+Result<void> ServerSession::produce(IoChain& out) {
+  Result<void> r = h2_.produce(out);
+  if (!r || stop_after_answer_.empty()) return r;
+  // nghttp2 sends HEADERS ahead of any DATA, so the trailers-only answers
+  // are in `out` by now.
+  for (int32_t id : stop_after_answer_)
+    if (h2_.remote_open(id)) h2_.submit_rst_stream(id, NGHTTP2_NO_ERROR);
+  stop_after_answer_.clear();
+  return h2_.produce(out);
 }
 
 void ServerSession::on_stream_close(int32_t id, uint32_t error_code) {

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ember/buffer_pool.hpp"
 #include "ember/bytes.hpp"
@@ -106,7 +107,7 @@ class ServerSession final : private http2::SessionHandler {
   ~ServerSession();
 
   Result<void> feed(const Bytes& input) { return h2_.feed(input); }
-  Result<void> produce(IoChain& out) { return h2_.produce(out); }
+  Result<void> produce(IoChain& out);
   bool wants_write() const noexcept { return h2_.wants_write(); }
   bool alive() const noexcept { return h2_.alive(); }
   bool idle() const noexcept { return calls_ == 0; }
@@ -141,6 +142,9 @@ class ServerSession final : private http2::SessionHandler {
   SlabAllocator& slab_;
   BufferPool* pool_;
   ServerCall* live_ = nullptr;
+  // Rejected streams the client is still sending on: RST_STREAM(NO_ERROR)
+  // once their trailers-only answer is out (see produce()).
+  std::vector<int32_t> stop_after_answer_;
   size_t calls_ = 0;
   http2::Session h2_;
 };

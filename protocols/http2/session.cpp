@@ -204,6 +204,10 @@ void Session::terminate(uint32_t error_code) {
   nghttp2_session_terminate_session(session_, error_code);
 }
 
+bool Session::remote_open(int32_t stream_id) const noexcept {
+  return nghttp2_session_get_stream_remote_close(session_, stream_id) == 0;
+}
+
 void* Session::stream_data(int32_t stream_id) const noexcept {
   return nghttp2_session_get_stream_user_data(session_, stream_id);
 }

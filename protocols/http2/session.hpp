@@ -122,6 +122,8 @@ class Session {
   // Immediate: GOAWAY, then the session stops.
   void terminate(uint32_t error_code);
 
+  // True while the stream exists and the peer has not ended its side.
+  bool remote_open(int32_t stream_id) const noexcept;
   void* stream_data(int32_t stream_id) const noexcept;
   void set_stream_data(int32_t stream_id, void* data) noexcept;
   uint32_t peer_max_frame_size() const noexcept;
