@@ -1,0 +1,345 @@
+// Steady-state heap allocations of the gRPC path, counted.
+//
+// This binary replaces the global operator new/delete, and the link wraps
+// malloc, calloc, realloc, posix_memalign and aligned_alloc for every object
+// in it and in libember.a (the SlabAllocator behind nghttp2 calls malloc).
+// Counting is per thread and only while armed, so gtest's own bookkeeping
+// is never counted.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "protocols/grpc/client.hpp"
+#include "protocols/grpc/server.hpp"
+
+extern "C" {
+void* __real_malloc(size_t);
+void* __real_calloc(size_t, size_t);
+void* __real_realloc(void*, size_t);
+void __real_free(void*);
+int __real_posix_memalign(void**, size_t, size_t);
+void* __real_aligned_alloc(size_t, size_t);
+}
+
+namespace {
+
+thread_local bool t_armed = false;
+thread_local uint64_t t_count = 0;
+
+inline void note() {
+  if (t_armed) ++t_count;
+}
+
+void* cxx_alloc(size_t n) {
+  note();
+  void* p = __real_malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+
+void* cxx_alloc_aligned(size_t n, std::align_val_t al) {
+  note();
+  void* p = nullptr;
+  size_t a = std::max(static_cast<size_t>(al), sizeof(void*));
+  if (__real_posix_memalign(&p, a, n ? n : 1) != 0) throw std::bad_alloc();
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+void* __wrap_malloc(size_t n) {
+  note();
+  return __real_malloc(n);
+}
+void* __wrap_calloc(size_t n, size_t s) {
+  note();
+  return __real_calloc(n, s);
+}
+void* __wrap_realloc(void* p, size_t n) {
+  note();
+  return __real_realloc(p, n);
+}
+void __wrap_free(void* p) {
+  __real_free(p);
+}
+int __wrap_posix_memalign(void** out, size_t align, size_t n) {
+  note();
+  return __real_posix_memalign(out, align, n);
+}
+void* __wrap_aligned_alloc(size_t align, size_t n) {
+  note();
+  return __real_aligned_alloc(align, n);
+}
+}
+
+void* operator new(size_t n) {
+  return cxx_alloc(n);
+}
+void* operator new[](size_t n) {
+  return cxx_alloc(n);
+}
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  note();
+  return __real_malloc(n ? n : 1);
+}
+void* operator new[](size_t n, const std::nothrow_t&) noexcept {
+  note();
+  return __real_malloc(n ? n : 1);
+}
+void* operator new(size_t n, std::align_val_t al) {
+  return cxx_alloc_aligned(n, al);
+}
+void* operator new[](size_t n, std::align_val_t al) {
+  return cxx_alloc_aligned(n, al);
+}
+void* operator new(size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  try {
+    return cxx_alloc_aligned(n, al);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  try {
+    return cxx_alloc_aligned(n, al);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void operator delete(void* p) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p) noexcept {
+  __real_free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  __real_free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  __real_free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  __real_free(p);
+}
+void operator delete(void* p, size_t, std::align_val_t) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p, size_t, std::align_val_t) noexcept {
+  __real_free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  __real_free(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  __real_free(p);
+}
+
+namespace ember::grpc {
+namespace {
+
+// Counts heap allocations made by `fn` on this thread.
+template <class Fn>
+uint64_t count_allocations(Fn&& fn) {
+  uint64_t before = t_count;
+  t_armed = true;
+  // Compiler barriers: GCC knows malloc reads no user memory and would
+  // otherwise drop the store of `true` as dead.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  fn();
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_armed = false;
+  return t_count - before;
+}
+
+TEST(AllocationCounter, SeesEveryKindOfAllocation) {
+  // Without this, a zero below could mean the hooks are not wired up.
+  EXPECT_EQ(count_allocations([] { delete new int(1); }), 1u);
+  EXPECT_EQ(count_allocations([] {
+              void* volatile p = std::malloc(10);  // volatile: not elided
+              std::free(p);
+            }),
+            1u);
+  EXPECT_EQ(count_allocations([] { std::string s(1000, 'x'); }), 1u);
+  EXPECT_EQ(count_allocations([] { (void)MutableBuffer::allocate(10); }), 1u);
+  SlabAllocator slab;
+  void* p = nullptr;
+  EXPECT_EQ(count_allocations([&] { p = slab.allocate(100); }), 1u);  // malloc in libember.a
+  EXPECT_EQ(count_allocations([&] {
+              slab.deallocate(p);
+              p = slab.allocate(100);
+            }),
+            0u);
+  slab.deallocate(p);
+}
+
+constexpr std::string_view kEcho = "/bench.Echo/Echo";
+
+struct EchoService : ServerHandler {
+  int resolve_method(std::string_view path) override { return path == kEcho ? 0 : -1; }
+  void on_call(ServerCall& call) override { session->respond(call, {}, call.request()); }
+  void on_call_end(ServerCall&, bool responded) override { ok += responded; }
+  ServerSession* session = nullptr;
+  uint64_t ok = 0;
+};
+
+struct Collector : ClientHandler {
+  void on_response(uint64_t, Status status, std::optional<Bytes> message) override {
+    if (status.ok() && message && message->size() == expected_size) {
+      ++ok;
+    } else {
+      ++bad;
+    }
+  }
+  size_t expected_size = 0;
+  uint64_t ok = 0, bad = 0;
+};
+
+// A server and a client wired in memory the way a connection feeds them:
+// each produce() lands in one pooled read buffer on the other side. With
+// `split_reads`, every delivery is cut in two, so messages are gathered.
+struct Harness {
+  Harness()
+      : server(service, ServerOptions{}, server_slab, &server_pool),
+        client(collector, ClientOptions{}, client_slab, &client_pool) {
+    service.session = &server;
+  }
+
+  Bytes to_read_buffer(BufferPool& pool, const IoChain& out) {
+    MutableBuffer m = pool.take(out.size());
+    size_t at = 0;
+    for (size_t i = 0; i < out.iov_count(); ++i) {
+      std::memcpy(m.data() + at, out.iov()[i].iov_base, out.iov()[i].iov_len);
+      at += out.iov()[i].iov_len;
+    }
+    return std::move(m).freeze(at);
+  }
+
+  // One call: returns false when something stalls or fails.
+  bool call(const Bytes& payload, uint64_t tag) {
+    uint64_t before = collector.ok;
+    client_allocs += count_allocations([&] { ok_ &= !!client.session_start(payload, tag); });
+    for (int round = 0; round < 20 && collector.ok == before; ++round) {
+      client_out.clear();
+      client_allocs += count_allocations([&] { ok_ &= !!client.produce(client_out); });
+      if (!client_out.empty()) deliver_to_server();
+      server_out.clear();
+      server_allocs += count_allocations([&] { ok_ &= !!server.produce(server_out); });
+      if (!server_out.empty()) deliver_to_client();
+    }
+    // Flush what is left (WINDOW_UPDATEs) so every call starts alike.
+    client_out.clear();
+    client_allocs += count_allocations([&] { ok_ &= !!client.produce(client_out); });
+    if (!client_out.empty()) deliver_to_server();
+    server_out.clear();
+    return ok_ && collector.ok == before + 1;
+  }
+
+  void deliver_to_server() {
+    Bytes in;
+    harness_allocs += count_allocations([&] { in = to_read_buffer(server_pool, client_out); });
+    if (split_reads && in.size() > 1) {
+      Bytes a = in.slice(0, in.size() / 2), b = in.slice(in.size() / 2, in.size() - in.size() / 2);
+      in = Bytes();
+      server_allocs += count_allocations([&] { ok_ &= server.feed(a) && server.feed(b); });
+    } else {
+      server_allocs += count_allocations([&] { ok_ &= !!server.feed(in); });
+    }
+  }
+
+  void deliver_to_client() {
+    Bytes in;
+    harness_allocs += count_allocations([&] { in = to_read_buffer(client_pool, server_out); });
+    client_allocs += count_allocations([&] { ok_ &= !!client.feed(in); });
+  }
+
+  SlabAllocator server_slab, client_slab;
+  BufferPool server_pool, client_pool;
+  EchoService service;
+  Collector collector;
+  ServerSession server;
+  struct ClientAdapter {
+    ClientAdapter(Collector& c, const ClientOptions& o, SlabAllocator& s, BufferPool* p)
+        : session(c, o, s, p) {}
+    Result<void> session_start(const Bytes& payload, uint64_t tag) {
+      return session.start_unary(kEcho, {}, payload, tag);
+    }
+    Result<void> produce(IoChain& out) { return session.produce(out); }
+    Result<void> feed(const Bytes& in) { return session.feed(in); }
+    ClientSession session;
+  } client;
+  IoChain client_out, server_out;
+  bool split_reads = false;
+  bool ok_ = true;
+  uint64_t server_allocs = 0, client_allocs = 0, harness_allocs = 0;
+};
+
+struct Measured {
+  uint64_t server = 0, client = 0, harness = 0;
+};
+
+Measured steady_state(size_t size, bool split_reads) {
+  Harness h;
+  h.split_reads = split_reads;
+  h.collector.expected_size = size;
+  Bytes payload = Bytes::copy(std::string(size, 'p'));
+  // Warm-up: pools, slabs, HPACK tables, IoChain capacity.
+  for (uint64_t i = 0; i < 300; ++i)
+    EXPECT_TRUE(h.call(payload, i)) << "warm-up call " << i;
+  h.server_allocs = h.client_allocs = h.harness_allocs = 0;
+  constexpr int kCalls = 1000;
+  for (uint64_t i = 0; i < kCalls; ++i)
+    if (!h.call(payload, 1000 + i)) {
+      ADD_FAILURE() << "call " << i << " failed";
+      break;
+    }
+  EXPECT_EQ(h.collector.bad, 0u);
+  EXPECT_EQ(h.service.ok, 300u + kCalls);
+  return {h.server_allocs, h.client_allocs, h.harness_allocs};
+}
+
+TEST(SteadyStateAllocations, ServerMakesNoneFor64ByteMessages) {
+  Measured m = steady_state(64, false);
+  EXPECT_EQ(m.server, 0u) << "server heap allocations over 1000 calls";
+  EXPECT_EQ(m.harness, 0u);
+  RecordProperty("client_allocations_per_1000_calls", std::to_string(m.client));
+}
+
+TEST(SteadyStateAllocations, ServerMakesNoneFor4KiBMessages) {
+  Measured m = steady_state(4096, false);
+  EXPECT_EQ(m.server, 0u) << "server heap allocations over 1000 calls";
+  EXPECT_EQ(m.harness, 0u);
+}
+
+TEST(SteadyStateAllocations, ServerMakesNoneFor64KiBMessages) {
+  Measured m = steady_state(64 << 10, false);
+  EXPECT_EQ(m.server, 0u) << "server heap allocations over 1000 calls";
+}
+
+TEST(SteadyStateAllocations, ServerMakesNoneWhenMessagesAreGathered) {
+  // Each read holds half a flight: messages span reads and are gathered
+  // into pooled buffers.
+  Measured m = steady_state(4096, true);
+  EXPECT_EQ(m.server, 0u) << "server heap allocations over 1000 calls";
+}
+
+TEST(SteadyStateAllocations, ClientMakesNoneEither) {
+  EXPECT_EQ(steady_state(64, false).client, 0u);
+  EXPECT_EQ(steady_state(4096, false).client, 0u);
+}
+
+}  // namespace
+}  // namespace ember::grpc
