@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cassert>
+#include <climits>
 
 #include "core/loop_impl.hpp"
 #include "ember/log.hpp"
@@ -33,6 +35,10 @@ int ConnectionImpl::init_handle() {
 void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
   handler_ = std::move(handler);
   if (!is_unix_) uv_tcp_nodelay(&h_.tcp, 1);
+  if (size_t want = loop_.options_.socket_send_buffer) {
+    int value = static_cast<int>(std::min<size_t>(want, INT32_MAX));
+    uv_send_buffer_size(&h_.handle, &value);  // capped by net.core.wmem_max; best effort
+  }
   reading_ = true;
   int rc = uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read);
   if (rc != 0) {
@@ -44,6 +50,13 @@ void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
 
 void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(h->data);
+  c->direct_ = ReadTarget{};
+  if (!c->closed_ && c->handler_->read_target(c->direct_) && c->direct_.size > 0) {
+    buf->base = reinterpret_cast<char*>(c->direct_.data);
+    buf->len = c->direct_.size;
+    return;
+  }
+  c->direct_ = ReadTarget{};
   // Nobody holds a slice of the current buffer any more: start it over, so a
   // request/response connection keeps reusing one hot buffer.
   if (c->rbuf_ && c->rbuf_->use_count() == 1) c->roff_ = 0;
@@ -58,7 +71,15 @@ void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(s->data);
-  if (nread > 0) {
+  if (c->direct_.storage) {
+    ReadTarget t = c->direct_;
+    c->direct_ = ReadTarget{};
+    if (nread > 0) {
+      Bytes data = Bytes::share(t.storage, t.data, static_cast<size_t>(nread));
+      if (!c->closed_) c->handler_->on_data(*c, data);
+      return;
+    }
+  } else if (nread > 0) {
     assert(reinterpret_cast<uint8_t*>(buf->base) == c->rbuf_->data() + c->roff_);
     Bytes data =
         Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base), static_cast<size_t>(nread));

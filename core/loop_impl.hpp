@@ -73,6 +73,7 @@ class ConnectionImpl final : public Connection {
   std::unique_ptr<ConnectionHandler> handler_;
   IoChain out_;
   BufferStorage* rbuf_ = nullptr;  // current read buffer (one reference held)
+  ReadTarget direct_;              // set between on_alloc and on_read for an in-place read
   size_t roff_ = 0;                // fill level of rbuf_
   int close_error_ = 0;
   bool writing_ = false;

@@ -517,6 +517,8 @@ void launch(Server& s, const LaunchOptions& lo) {
     int fd = -1;
     for (int attempt = 0; attempt < 1000; ++attempt) {
       fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int sndbuf = fl::InstanceClientOptions{}.socket_send_buffer;  // as the gRPC client's
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
       if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) break;
       ::close(fd);
       fd = -1;

@@ -146,6 +146,16 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
         return Error("no answer from the service within " + std::to_string(options.io_timeout_ms) +
                      " ms");
     }
+    // The middle of a large response goes straight to where it is gathered.
+    ReadTarget direct;
+    if (session.read_target(direct)) {
+      ssize_t n;
+      do n = ::read(fd, direct.data, direct.size);
+      while (n < 0 && errno == EINTR);
+      if (n == 0) return Error("the service closed the connection");
+      if (n < 0) return Error("read from the service failed: " + describe_errno(errno), -errno);
+      return session.feed(Bytes::share(direct.storage, direct.data, static_cast<size_t>(n)));
+    }
     // Same buffer discipline as the server: reuse the buffer once nobody
     // holds a slice of it.
     if (rbuf && rbuf->use_count() == 1) roff = 0;
@@ -248,6 +258,9 @@ Result<std::unique_ptr<InstanceClient>> InstanceClient::connect(
   for (int attempt = 0;; ++attempt) {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return Error("socket(): " + describe_errno(errno), -errno);
+    if (options.socket_send_buffer > 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options.socket_send_buffer,
+                   sizeof options.socket_send_buffer);
     if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
       auto impl = std::make_unique<Impl>(fd, options);
       return std::unique_ptr<InstanceClient>(new InstanceClient(std::move(impl)));

@@ -26,6 +26,9 @@ struct InstanceClientOptions {
   uint32_t stream_window = 2u << 20;
   uint32_t connection_window = 5u << 20;
   size_t max_response_bytes = 4u << 20;
+  // SO_SNDBUF of the connection (0: kernel default), so large requests go
+  // out in one write.
+  int socket_send_buffer = 4 << 20;
   // 0: block until the server answers.
   int io_timeout_ms = 0;
   // Sent as grpc-timeout when > 0 (the executor sends none).

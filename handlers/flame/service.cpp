@@ -70,7 +70,8 @@ Expected<RunOptions, std::string> RunOptions::from_env() {
       !read_size("EMBER_FLAME_MAX_OUTPUT_BYTES", &o.max_output_bytes, 1024, 1ull << 32, &error) ||
       !read_size("EMBER_MAX_HEADER_BYTES", &o.max_header_bytes, 1024, 16u << 20, &error) ||
       !read_size("EMBER_MAX_STREAMS", &o.max_concurrent_streams, 1, 1u << 20, &error) ||
-      !read_size("EMBER_MAX_CONNECTIONS", &o.max_connections, 1, 1u << 20, &error))
+      !read_size("EMBER_MAX_CONNECTIONS", &o.max_connections, 1, 1u << 20, &error) ||
+      !read_size("EMBER_SOCKET_SEND_BUFFER", &o.socket_send_buffer, 0, 1u << 30, &error))
     return error;
   if (auto text = config::env("EMBER_DRAIN_TIMEOUT_MS")) {
     auto ms = config::parse_duration_ms(*text);

@@ -144,6 +144,7 @@ class MutableBuffer {
   uint8_t* data() noexcept { return storage_ ? storage_->data() : nullptr; }
   size_t capacity() const noexcept { return storage_ ? storage_->capacity() : 0; }
   explicit operator bool() const noexcept { return storage_ != nullptr; }
+  BufferStorage* storage() const noexcept { return storage_; }
   // The first `size` bytes become immutable Bytes; this buffer becomes empty.
   Bytes freeze(size_t size) && noexcept;
   // Hands the caller this buffer's reference to the storage.

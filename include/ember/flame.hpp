@@ -159,6 +159,9 @@ struct RunOptions {
   uint32_t max_concurrent_streams = 256;
   // Connections at once (the executor opens one).    EMBER_MAX_CONNECTIONS
   size_t max_connections = 64;
+  // SO_SNDBUF of the executor's connection, so a large
+  // output leaves in one write.                       EMBER_SOCKET_SEND_BUFFER
+  size_t socket_send_buffer = 4u << 20;
   // After SIGTERM, in-flight tasks get this long.    EMBER_DRAIN_TIMEOUT_MS
   std::chrono::milliseconds drain_timeout{30'000};
 

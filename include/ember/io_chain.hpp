@@ -21,6 +21,14 @@
 
 namespace ember {
 
+// The read side: memory the next socket read should land in instead of a
+// pool buffer (a large payload's final place), so no copy follows the read.
+struct ReadTarget {
+  BufferStorage* storage = nullptr;  // holds `data`; the read's Bytes share it
+  uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
 class IoChain {
  public:
   static constexpr size_t kCorkChunk = 16 * 1024;

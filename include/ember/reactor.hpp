@@ -69,6 +69,10 @@ class ConnectionHandler {
  public:
   virtual ~ConnectionHandler() = default;
   virtual void on_open(Connection&) {}
+  // Asked before each read. A protocol that knows the next bytes are the
+  // middle of a large payload returns where that payload is being gathered,
+  // so the kernel writes it in place and no user-space copy follows.
+  virtual bool read_target(ReadTarget&) { return false; }
   // Bytes arrived. `data` shares the loop's read buffer; keep any part of it
   // by copying the Bytes (a reference, not a byte copy).
   virtual void on_data(Connection& conn, const Bytes& data) = 0;
@@ -114,6 +118,9 @@ struct ReactorOptions {
   size_t listen_backlog = 1024;
   // Read buffers are taken from the pool in this size.
   size_t read_buffer_size = 64 * 1024;
+  // SO_SNDBUF for accepted connections (0: the kernel's default). A MiB
+  // response then leaves in one write instead of waking the peer per 200 KiB.
+  size_t socket_send_buffer = 0;
   BufferPoolOptions buffers;
 };
 

@@ -1,5 +1,6 @@
 #include "protocols/grpc/client.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <new>
@@ -164,6 +165,18 @@ void ClientSession::on_stream_close(int32_t id, uint32_t error_code) {
 }
 
 void ClientSession::on_body_end(int32_t) {}
+
+bool ClientSession::read_target(ReadTarget& target) noexcept {
+  int32_t id;
+  size_t left = h2_.pending_data(&id);
+  if (left < kMinDirectRead) return false;
+  auto* call = static_cast<Call*>(h2_.stream_data(id));
+  if (!call || call->done) return false;
+  size_t missing;
+  if (!call->reader.gather_tail(&target.storage, &target.data, &missing)) return false;
+  target.size = std::min(left, missing);
+  return target.size >= kMinDirectRead;
+}
 
 void ClientSession::fail_all(StatusCode code, std::string_view message) {
   for (Call* c = live_; c; c = c->next)

@@ -54,6 +54,9 @@ class ClientSession final : private http2::SessionHandler {
   Result<void> produce(IoChain& out) { return h2_.produce(out); }
   bool wants_write() const noexcept { return h2_.wants_write(); }
   size_t calls_in_flight() const noexcept { return in_flight_; }
+  // Where the next read should go when it is the middle of a large response
+  // message: the kernel then writes it in place.
+  bool read_target(ReadTarget& target) noexcept;
   // Fails every call still in flight (the connection is gone).
   void fail_all(StatusCode code, std::string_view message);
 

@@ -71,7 +71,10 @@ Status MessageReader::feed(const Bytes& chunk, Sink sink, void* context) {
       in_body_ = true;
     }
     size_t take = std::min(body_len_ - body_have_, n);
-    std::memcpy(gather_.data() + body_have_, p, take);
+    uint8_t* dst = gather_.data() + body_have_;
+    // Bytes read in place are already where they belong. Others may overlap
+    // the destination (a read landed there, but framing shifted it).
+    if (dst != p) std::memmove(dst, p, take);
     body_have_ += take;
     p += take;
     n -= take;

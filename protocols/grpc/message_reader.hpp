@@ -37,6 +37,16 @@ class MessageReader {
   size_t partial_received() const noexcept { return in_body_ ? body_have_ + 5 : prefix_have_; }
   size_t partial_expected() const noexcept { return in_body_ ? body_len_ + 5 : 5; }
   void reset() noexcept;
+  // While a message is being gathered: where its next bytes go and how many
+  // are still missing. A reader may put them there directly (a socket read);
+  // feeding a chunk that already sits at that address copies nothing.
+  bool gather_tail(BufferStorage** storage, uint8_t** data, size_t* missing) noexcept {
+    if (!in_body_ || failed_) return false;
+    *storage = gather_.storage();
+    *data = gather_.data() + body_have_;
+    *missing = body_len_ - body_have_;
+    return true;
+  }
 
  private:
   Status fail(StatusCode code, std::string message);
@@ -51,6 +61,10 @@ class MessageReader {
   size_t body_have_ = 0;
   MutableBuffer gather_;
 };
+
+// Reading in place pays one syscall for one payload piece; below this size a
+// pool-buffer read that also takes the following frames is cheaper.
+constexpr size_t kMinDirectRead = 16 * 1024;
 
 // Writes the 5-byte prefix for an uncompressed message of `length` bytes.
 void write_message_prefix(uint8_t out[5], uint32_t length) noexcept;

@@ -263,6 +263,18 @@ Result<void> ServerSession::produce(IoChain& out) {
   return h2_.produce(out);
 }
 
+bool ServerSession::read_target(ReadTarget& target) noexcept {
+  int32_t id;
+  size_t left = h2_.pending_data(&id);
+  if (left < kMinDirectRead) return false;
+  ServerCall* call = call_of(id);
+  if (!call || call->state_ != ServerCall::State::receiving) return false;
+  size_t missing;
+  if (!call->reader_.gather_tail(&target.storage, &target.data, &missing)) return false;
+  target.size = std::min(left, missing);
+  return target.size >= kMinDirectRead;
+}
+
 void ServerSession::on_stream_close(int32_t id, uint32_t error_code) {
   ServerCall* call = call_of(id);
   if (!call) return;

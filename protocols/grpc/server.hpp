@@ -122,6 +122,9 @@ class ServerSession final : private http2::SessionHandler {
   void shutdown() { h2_.submit_goaway(); }
 
   uint32_t peer_max_frame_size() const noexcept { return h2_.peer_max_frame_size(); }
+  // Where the next read should go when it is the middle of a large request
+  // message (see ConnectionHandler::read_target).
+  bool read_target(ReadTarget& target) noexcept;
 
  private:
   void on_headers_begin(int32_t id) override;

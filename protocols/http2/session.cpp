@@ -75,6 +75,7 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
   nghttp2_session_callbacks_set_send_callback(cbs, &Session::on_send);
   nghttp2_session_callbacks_set_send_data_callback(cbs, &Session::on_send_data);
   nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, &Session::on_read_length);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, &Session::on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &Session::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cbs, &Session::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Session::on_frame_recv);
@@ -273,6 +274,16 @@ ssize_t Session::on_read_body(nghttp2_session*, int32_t stream_id, uint8_t*, siz
   return static_cast<ssize_t>(n);
 }
 
+int Session::on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* ud) {
+  auto* self = static_cast<Session*>(ud);
+  // Padded frames interleave a pad length and padding with the payload; only
+  // plain DATA payloads are predictable byte for byte.
+  bool plain = hd->type == NGHTTP2_DATA && !(hd->flags & NGHTTP2_FLAG_PADDED);
+  self->data_stream_ = plain ? hd->stream_id : 0;
+  self->data_left_ = plain ? hd->length : 0;
+  return 0;
+}
+
 int Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
   static_cast<Session*>(ud)->handler_.on_headers_begin(frame->hd.stream_id);
   return 0;
@@ -295,6 +306,7 @@ int Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* u
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) self->handler_.on_remote_end(id);
       break;
     case NGHTTP2_DATA:
+      self->data_left_ = 0;
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) self->handler_.on_remote_end(id);
       break;
     default:
@@ -306,6 +318,7 @@ int Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* u
 int Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data,
                            size_t len, void* ud) {
   auto* self = static_cast<Session*>(ud);
+  if (stream_id == self->data_stream_) self->data_left_ -= std::min(self->data_left_, len);
   const Bytes* in = self->input_;
   if (in && data >= in->data() && data + len <= in->data() + in->size()) {
     self->handler_.on_data(stream_id, in->slice(static_cast<size_t>(data - in->data()), len));

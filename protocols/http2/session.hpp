@@ -124,6 +124,12 @@ class Session {
 
   // True while the stream exists and the peer has not ended its side.
   bool remote_open(int32_t stream_id) const noexcept;
+  // When the next input bytes are the rest of an unpadded DATA frame's
+  // payload: its stream and how many payload bytes remain. 0 otherwise.
+  size_t pending_data(int32_t* stream_id) const noexcept {
+    *stream_id = data_stream_;
+    return data_left_;
+  }
   void* stream_data(int32_t stream_id) const noexcept;
   void set_stream_data(int32_t stream_id, void* data) noexcept;
   uint32_t peer_max_frame_size() const noexcept;
@@ -136,6 +142,7 @@ class Session {
                                 int32_t stream_window, uint32_t max_frame, void*);
   static ssize_t on_read_body(nghttp2_session*, int32_t stream_id, uint8_t* buf, size_t len,
                               uint32_t* flags, nghttp2_data_source* src, void* self);
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
@@ -153,6 +160,8 @@ class Session {
   const Bytes* input_ = nullptr;  // during feed()
   IoChain* out_ = nullptr;        // during produce()
   size_t produced_ = 0;           // bytes appended in this produce()
+  int32_t data_stream_ = 0;       // DATA frame being received (see pending_data)
+  size_t data_left_ = 0;
 };
 
 }  // namespace ember::http2
