@@ -33,7 +33,9 @@
 namespace ember::grpc {
 
 struct ServerOptions {
-  http2::Settings http2;
+  // http_messaging off: the session checks :method, :path, content-type, te
+  // and grpc-timeout itself, and ignores every other header.
+  http2::Settings http2 = {.http_messaging = false};
   size_t max_receive_message_size = 64u << 20;
   // Per request: sum over fields of name + value + 32 (RFC 9113 §6.5.2).
   size_t max_header_list_size = 64u << 10;
@@ -95,8 +97,9 @@ class ServerHandler {
   virtual int resolve_method(std::string_view path) = 0;
   // The request is complete. Answer now or later with respond()/fail().
   virtual void on_call(ServerCall& call) = 0;
-  // The call is over: answered (`responded`), or cancelled by a reset, the
-  // connection's end or fail(). The call is freed when this returns.
+  // The call is over. `responded`: an answer (respond() or fail(), e.g. a
+  // deadline) went out and the stream closed cleanly; false: the client reset
+  // the stream or the connection ended first. The call is freed on return.
   virtual void on_call_end(ServerCall& call, bool responded) = 0;
 };
 

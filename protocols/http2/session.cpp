@@ -85,6 +85,7 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_closed_streams(opt, 1);
+  if (!settings.http_messaging) nghttp2_option_set_no_http_messaging(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 256u << 10);
   if (role == Role::server) {
     nghttp2_session_server_new3(&session_, cbs, this, opt, &mem_);
