@@ -71,6 +71,7 @@ void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 
 void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(s->data);
+  c->loop_.note_activity();
   if (c->direct_.storage) {
     ReadTarget t = c->direct_;
     c->direct_ = ReadTarget{};

@@ -74,6 +74,10 @@ LoopImpl::LoopImpl(Reactor::Impl& reactor, unsigned index, const ReactorOptions&
   prepare_.data = this;
   uv_prepare_start(&prepare_, &LoopImpl::on_prepare);
   uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+  uv_idle_init(&uv_, &spin_);
+  spin_.data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&spin_));
+  busy_poll_ns_ = static_cast<uint64_t>(options.busy_poll.count()) * 1000;
   uv_timer_init(&uv_, &timer_);
   timer_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&timer_));
@@ -184,8 +188,20 @@ void LoopImpl::on_check(uv_check_t* h) {
 }
 
 void LoopImpl::on_prepare(uv_prepare_t* h) {
-  static_cast<LoopImpl*>(h->data)->flush_dirty();
+  auto* self = static_cast<LoopImpl*>(h->data);
+  self->flush_dirty();
+  if (!self->busy_poll_ns_ || self->finished_) return;
+  bool recent = uv_hrtime() - self->last_activity_ns_ < self->busy_poll_ns_;
+  if (recent && !self->spinning_) {
+    uv_idle_start(&self->spin_, &LoopImpl::on_spin);
+    self->spinning_ = true;
+  } else if (!recent && self->spinning_) {
+    uv_idle_stop(&self->spin_);
+    self->spinning_ = false;
+  }
 }
+
+void LoopImpl::on_spin(uv_idle_t*) {}
 
 void LoopImpl::flush_dirty() noexcept {
   // Handlers may mark connections dirty while we flush; those go next round
@@ -264,6 +280,7 @@ void LoopImpl::close_handles() noexcept {
   close(&async_);
   close(&check_);
   close(&prepare_);
+  close(&spin_);
   close(&timer_);
   close(&drain_timer_);
   for (auto& l : listeners_)

@@ -113,6 +113,11 @@ class LoopImpl final : public Loop {
   void mark_dirty(ConnectionImpl* c) noexcept;
   void forget_dirty(ConnectionImpl* c) noexcept;
   void maybe_finish() noexcept;
+  // Input arrived: restart the busy-poll window.
+  void note_activity() noexcept {
+    if (busy_poll_ns_) last_activity_ns_ = uv_hrtime();
+  }
+  uint64_t last_activity_ns_ = 0;
 
   // Public Loop surface.
   uv_loop_t* uv_loop() noexcept { return &uv_; }
@@ -139,6 +144,7 @@ class LoopImpl final : public Loop {
   static void on_async(uv_async_t* a);
   static void on_check(uv_check_t* c);
   static void on_prepare(uv_prepare_t* p);
+  static void on_spin(uv_idle_t* i);
   static void on_timer(uv_timer_t* t);
   static void on_drain_timeout(uv_timer_t* t);
   void flush_dirty() noexcept;
@@ -152,6 +158,9 @@ class LoopImpl final : public Loop {
   uv_async_t async_;
   uv_check_t check_;
   uv_prepare_t prepare_;
+  uv_idle_t spin_;  // active while busy-polling: libuv then polls without blocking
+  bool spinning_ = false;
+  uint64_t busy_poll_ns_ = 0;
   uv_timer_t timer_;
   uv_timer_t drain_timer_;
   bool finished_ = false;

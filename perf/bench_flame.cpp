@@ -265,6 +265,9 @@ TuneResult tune_threads(pid_t pid) {
 
 int g_server_cpu = 0;
 int g_client_cpu = 1;
+// --client-spin: the load generator polls its socket instead of sleeping.
+bool g_client_spin = false;
+int64_t g_stall_ns = 10'000'000'000;
 
 // ---- /proc readings ------------------------------------------------------------------
 
@@ -324,6 +327,7 @@ struct Server {
   std::string name;  // "ember", "grpc++", "floor"
   Kind kind = Kind::grpc;
   std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> env;  // this server only
   pid_t pid = -1;
   std::string dir, sock, log_path;
   std::string tuning;  // what was applied, for the report
@@ -406,10 +410,14 @@ void launch(Server& s, const LaunchOptions& lo) {
     bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
     for (const auto& [k, v] : lo.env)
       overridden = overridden || kv.starts_with(k + "=");
+    for (const auto& [k, v] : s.env)
+      overridden = overridden || kv.starts_with(k + "=");
     if (!overridden) env_strings.emplace_back(kv);
   }
   env_strings.push_back("FLAME_INSTANCE_ENDPOINT=" + s.sock);
   for (const auto& [k, v] : lo.env)
+    env_strings.push_back(k + "=" + v);
+  for (const auto& [k, v] : s.env)
     env_strings.push_back(k + "=" + v);
   std::vector<char*> envp, argv;
   for (auto& e : env_strings)
@@ -494,6 +502,7 @@ void launch(Server& s, const LaunchOptions& lo) {
     int probe = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     ::close(probe);
     fl::InstanceClientOptions co;
+    co.spin_wait = g_client_spin;
     auto c = fl::InstanceClient::connect(s.sock, co);
     if (!c) die("%s: %s", s.name.c_str(), c.error().message.c_str());
     if (is_peer(probe, s.dir)) {
@@ -710,9 +719,17 @@ struct Loader {
         n -= static_cast<size_t>(w);
       }
       size_t got = 0;
+      uint64_t spins = 0;
       while (got < rbuf.size()) {
-        ssize_t r = ::read(fd, rbuf.data() + got, rbuf.size() - got);
+        ssize_t r = g_client_spin ? ::recv(fd, rbuf.data() + got, rbuf.size() - got, MSG_DONTWAIT)
+                                  : ::read(fd, rbuf.data() + got, rbuf.size() - got);
         if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EAGAIN && g_client_spin) {
+          // Spinning has no SO_RCVTIMEO: check for a stall now and then.
+          if ((++spins & 0xffff) == 0 && now_ns() - slots.started[0] > g_stall_ns)
+            stall("floor", "no answer");
+          continue;
+        }
         if (r <= 0) stall("floor", r == 0 ? "connection closed" : std::strerror(errno));
         got += static_cast<size_t>(r);
       }
@@ -958,6 +975,7 @@ struct Options {
   std::string pingpong = EMBER_PERF_PINGPONG;
   std::string shim = EMBER_PERF_ALLOC_SHIM;
   std::string ember_wrap, grpcpp_wrap;
+  uint64_t ember_busy_poll_us = 0;
   std::vector<size_t> alloc_sizes{64, 4096, 65536};
   uint64_t alloc_tasks = 5000;
   double stall_seconds = 10;
@@ -988,6 +1006,10 @@ void usage(FILE* f) {
       "  --floor-server PATH  raw ping-pong server binary\n"
       "  --alloc-shim PATH    LD_PRELOAD heap-call counter\n"
       "  --ember-wrap CMD     prefix for the Ember server (e.g. \"perf record -g --\")\n"
+      "  --ember-busy-poll US run Ember with EMBER_BUSY_POLL_US=US (poll, don't sleep,\n"
+      "                       for US microseconds after each request)\n"
+      "  --client-spin        the load generator polls its socket instead of sleeping\n"
+      "                       (all servers alike; removes client wake-up latency)\n"
       "  --grpcpp-wrap CMD    prefix for the grpc++ server\n"
       "  --alloc-tasks N      tasks per size when counting allocations (default 5000)\n"
       "  --stall-timeout S    a server silent this long has stalled: the measurement\n"
@@ -1086,6 +1108,10 @@ Options parse_args(int argc, char** argv) {
       g_server_cpu = std::atoi(need(i).c_str());
     else if (a == "--client-cpu")
       g_client_cpu = std::atoi(need(i).c_str());
+    else if (a == "--client-spin")
+      g_client_spin = true;
+    else if (a == "--ember-busy-poll")
+      o.ember_busy_poll_us = std::strtoull(need(i).c_str(), nullptr, 10);
     else if (a == "--no-setsid")
       o.own_session = false;
     else if (a == "--no-plot")
@@ -1320,13 +1346,22 @@ int main(int argc, char** argv) {
        }()
            .c_str());
   outf("client  : %s\n", client_tuning.c_str());
+  outf("mode    : client %s; ember %s\n",
+       g_client_spin ? "spins on its socket (no wake-up on the client side)"
+                     : "blocks in read() (as Flame's executor)",
+       o.ember_busy_poll_us ? ("EMBER_BUSY_POLL_US=" + std::to_string(o.ember_busy_poll_us)).c_str()
+                            : "on defaults (sleeps in epoll between requests)");
   outf("results : %s\n", o.out.c_str());
 
   // ---- servers
   auto make = [&](const std::string& name) {
     auto s = std::make_unique<Server>();
     s->name = name;
-    if (name == "ember") s->argv = server_argv(o.ember_wrap, o.ember);
+    if (name == "ember") {
+      s->argv = server_argv(o.ember_wrap, o.ember);
+      if (o.ember_busy_poll_us)
+        s->env.emplace_back("EMBER_BUSY_POLL_US", std::to_string(o.ember_busy_poll_us));
+    }
     if (name == "grpc++") s->argv = server_argv(o.grpcpp_wrap, o.grpcpp);
     if (name == "floor") {
       s->argv = {o.pingpong};
@@ -1341,6 +1376,7 @@ int main(int argc, char** argv) {
   lo.pin = o.pin;
   lo.nice = o.nice;
   lo.stall_ms = static_cast<int>(o.stall_seconds * 1000);
+  g_stall_ns = static_cast<int64_t>(o.stall_seconds * 1e9);
   for (const auto& name : o.servers) {
     servers.push_back(make(name));
     progress("starting %s (%s)\n", name.c_str(), servers.back()->argv.back().c_str());

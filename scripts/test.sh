@@ -61,7 +61,7 @@ fuzz() {
   CC=clang CXX=clang++ configure_build build-test-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DEMBER_BUILD_FUZZ=ON -DEMBER_BUILD_TESTS=OFF -DEMBER_BUILD_PERF=OFF \
     -DEMBER_BUILD_EXAMPLES=OFF &&
-    tests/fuzz/run.sh build-test-fuzz "$FUZZ_SECONDS"
+    tests/fuzz/run.sh "$FUZZ_SECONDS" build-test-fuzz
 }
 
 bench_smoke() {

@@ -135,8 +135,16 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
     }
   }
 
+  // One read, blocking or spinning; EINTR retried.
+  ssize_t read_some(uint8_t* data, size_t size) {
+    for (;;) {
+      ssize_t n = options.spin_wait ? ::recv(fd, data, size, MSG_DONTWAIT) : ::read(fd, data, size);
+      if (n >= 0 || (errno != EINTR && !(options.spin_wait && errno == EAGAIN))) return n;
+    }
+  }
+
   Result<void> read_once() {
-    if (options.io_timeout_ms > 0) {
+    if (options.io_timeout_ms > 0 && !options.spin_wait) {
       pollfd p{fd, POLLIN, 0};
       int rc;
       do
@@ -149,9 +157,7 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
     // The middle of a large response goes straight to where it is gathered.
     ReadTarget direct;
     if (session.read_target(direct)) {
-      ssize_t n;
-      do n = ::read(fd, direct.data, direct.size);
-      while (n < 0 && errno == EINTR);
+      ssize_t n = read_some(direct.data, direct.size);
       if (n == 0) return Error("the service closed the connection");
       if (n < 0) return Error("read from the service failed: " + describe_errno(errno), -errno);
       return session.feed(Bytes::share(direct.storage, direct.data, static_cast<size_t>(n)));
@@ -164,10 +170,7 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
       rbuf = std::move(pool.take(256 * 1024)).release();
       roff = 0;
     }
-    ssize_t n;
-    do
-      n = ::read(fd, rbuf->data() + roff, rbuf->capacity() - roff);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = read_some(rbuf->data() + roff, rbuf->capacity() - roff);
     if (n == 0) return Error("the service closed the connection");
     if (n < 0) return Error("read from the service failed: " + describe_errno(errno), -errno);
     Bytes data = Bytes::share(rbuf, rbuf->data() + roff, static_cast<size_t>(n));

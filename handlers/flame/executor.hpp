@@ -31,6 +31,9 @@ struct InstanceClientOptions {
   int socket_send_buffer = 4 << 20;
   // 0: block until the server answers.
   int io_timeout_ms = 0;
+  // Wait for answers by polling the socket without sleeping (a load
+  // generator's choice: no wake-up latency on the client side).
+  bool spin_wait = false;
   // Sent as grpc-timeout when > 0 (the executor sends none).
   uint64_t call_timeout_ns = 0;
 };

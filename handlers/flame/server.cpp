@@ -112,9 +112,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
     if (broken_ || session_.wants_write()) conn.want_write();
   }
 
-  bool read_target(ReadTarget& target) override {
-    return !broken_ && session_.read_target(target);
-  }
+  bool read_target(ReadTarget& target) override { return !broken_ && session_.read_target(target); }
 
   void on_writable(Connection& conn, IoChain& out) override {
     Result<void> r = session_.produce(out);
@@ -385,6 +383,7 @@ int serve(ServiceAdapter& adapter, const RunOptions& options) {
   ro.drain_timeout = options.drain_timeout;
   ro.max_connections = options.max_connections;
   ro.socket_send_buffer = options.socket_send_buffer;
+  ro.busy_poll = options.busy_poll;
   Reactor reactor(ro);
 
   grpc::ServerOptions so;

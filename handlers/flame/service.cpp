@@ -73,6 +73,13 @@ Expected<RunOptions, std::string> RunOptions::from_env() {
       !read_size("EMBER_MAX_CONNECTIONS", &o.max_connections, 1, 1u << 20, &error) ||
       !read_size("EMBER_SOCKET_SEND_BUFFER", &o.socket_send_buffer, 0, 1u << 30, &error))
     return error;
+  if (auto text = config::env("EMBER_BUSY_POLL_US")) {
+    auto us = config::parse_byte_size(*text);  // a plain whole number
+    if (!us || *us > 10'000'000 || text->find_first_not_of("0123456789") != std::string::npos)
+      return "EMBER_BUSY_POLL_US=\"" + *text +
+             "\" is not a number of microseconds from 0 to 10000000";
+    o.busy_poll = std::chrono::microseconds(*us);
+  }
   if (auto text = config::env("EMBER_DRAIN_TIMEOUT_MS")) {
     auto ms = config::parse_duration_ms(*text);
     if (!ms)

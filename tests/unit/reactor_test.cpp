@@ -570,3 +570,61 @@ TEST(Reactor, StopBeforeRunDrainsAtOnceAndRunsOnlyOnce) {
 
 }  // namespace
 }  // namespace ember
+
+namespace ember {
+namespace {
+
+// CPU time (ms) the kernel charged to thread `tid` of this process.
+long thread_cpu_ms(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; rest >> field; ++i) {  // fields 14 and 15: utime, stime
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) {
+      stime = std::stol(field);
+      break;
+    }
+  }
+  return (utime + stime) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+TEST(Reactor, BusyPollSpinsOnlyForTheWindowAfterInput) {
+  ReactorOptions o = options(1);
+  o.busy_poll = 400ms;
+  Reactor reactor(o);
+  auto port = reactor.listen_tcp("127.0.0.1", 0, [](Loop&) { return std::make_unique<Echo>(); });
+  ASSERT_TRUE(port) << port.error().message;
+  std::atomic<pid_t> loop_tid{0};
+  int rc = -1;
+  std::thread runner([&] {
+    loop_tid = static_cast<pid_t>(::gettid());
+    rc = reactor.run();
+  });
+  ASSERT_TRUE(wait_until([&] { return loop_tid.load() != 0; }));
+  auto cpu_over = [&](std::chrono::milliseconds span) {
+    long before = thread_cpu_ms(loop_tid);
+    std::this_thread::sleep_for(span);
+    return thread_cpu_ms(loop_tid) - before;
+  };
+  // Before any input the loop sleeps in epoll.
+  EXPECT_LT(cpu_over(300ms), 60);
+  int fd = connect_tcp(*port);
+  ASSERT_TRUE(send_all(fd, "ping"));
+  EXPECT_EQ(recv_n(fd, 4), "ping");
+  // Right after input it polls instead of sleeping: it burns CPU...
+  EXPECT_GT(cpu_over(300ms), 60);
+  // ...until the window has passed, then sleeps again.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_LT(cpu_over(300ms), 60);
+  ::close(fd);
+  reactor.stop();
+  runner.join();
+  EXPECT_EQ(rc, 0);
+}
+
+}  // namespace
+}  // namespace ember
