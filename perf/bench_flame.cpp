@@ -647,7 +647,7 @@ struct Loader {
       die("%s: task failed with gRPC status %d: %s", server.name.c_str(),
           static_cast<int>(c.status.code), c.status.message.c_str());
     if (!c.message) die("%s: OK response without a message", server.name.c_str());
-    auto o = fl::decode_task_result(*c.message);
+    auto o = fl::wire::decode_task_result(*c.message);
     if (!o) die("%s: %s", server.name.c_str(), o.error().c_str());
     if (o->return_code != 0)
       die("%s: return_code %d (%s)", server.name.c_str(), o->return_code,

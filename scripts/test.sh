@@ -5,8 +5,9 @@
 #   3. ASan+UBSan build + unit and integration tests
 #   4. libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each (default 30)
 #   5. benchmark smoke run (checks the harness works; asserts no speed)
-# Environment: JOBS (parallel build jobs), FUZZ_SECONDS, KEEP_GOING=1 (run
-# every phase even after a failure).
+# Environment: JOBS (parallel build jobs), FUZZ_SECONDS, KEEP_GOING=0 (stop at
+# the first failing phase; by default every phase runs and the exit status
+# says whether all passed).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -14,24 +15,26 @@ cd "$ROOT"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 failed=()
 declare -A took
+order=()
 
 phase() {
   local name=$1
   shift
   log "$name"
   local start=$SECONDS
+  order+=("$name")
   if "$@"; then
-    took[$name]=$((SECONDS - start))
+    took[$name]="$((SECONDS - start))s"
   else
-    took[$name]="$((SECONDS - start)) FAILED"
+    took[$name]="$((SECONDS - start))s  FAILED"
     failed+=("$name")
-    if [ "${KEEP_GOING:-0}" != 1 ]; then summary; exit 1; fi
+    if [ "${KEEP_GOING:-1}" = 0 ]; then summary; exit 1; fi
   fi
 }
 
 summary() {
   log "summary"
-  for name in "${!took[@]}"; do printf '  %-28s %ss\n' "$name" "${took[$name]}"; done | sort
+  for name in "${order[@]}"; do printf '  %-20s %s\n' "$name" "${took[$name]}"; done
   if [ ${#failed[@]} -eq 0 ]; then
     echo "all phases passed"
   else

@@ -10,9 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -32,16 +29,6 @@ constexpr std::string_view kEnter = "/flame.v1.Instance/OnSessionEnter";
 constexpr std::string_view kInvoke = "/flame.v1.Instance/OnTaskInvoke";
 constexpr std::string_view kLeave = "/flame.v1.Instance/OnSessionLeave";
 
-size_t put_varint(uint8_t* out, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    out[n++] = static_cast<uint8_t>(v | 0x80);
-    v >>= 7;
-  }
-  out[n++] = static_cast<uint8_t>(v);
-  return n;
-}
-
 grpc::Status transport_error(const Error& e) {
   return grpc::Status{grpc::StatusCode::unavailable, e.message};
 }
@@ -57,38 +44,6 @@ Expected<CallResult, grpc::Status> decode_result(const std::optional<Bytes>& mes
 }
 
 }  // namespace
-
-Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
-  using google::protobuf::internal::WireFormatLite;
-  google::protobuf::io::CodedInputStream in(message.data(), static_cast<int>(message.size()));
-  TaskOutcome out;
-  while (!in.ExpectAtEnd()) {
-    uint32_t tag = in.ReadTag();
-    uint32_t field = tag >> 3, type = tag & 7;
-    if (tag == 0) return std::string("malformed TaskResult: bad tag");
-    if (field == 1 && type == WireFormatLite::WIRETYPE_VARINT) {
-      uint64_t v;
-      if (!in.ReadVarint64(&v)) return std::string("malformed TaskResult: return_code");
-      out.return_code = static_cast<int32_t>(v);
-    } else if ((field == 2 || field == 3) && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      uint32_t len;
-      const void* ptr;
-      int avail = 0;
-      if (!in.ReadVarint32(&len)) return std::string("malformed TaskResult: length");
-      size_t off = static_cast<size_t>(in.CurrentPosition());
-      if (len > 0 && (!in.GetDirectBufferPointer(&ptr, &avail) ||
-                      static_cast<uint32_t>(avail) < len || !in.Skip(static_cast<int>(len))))
-        return std::string("malformed TaskResult: truncated field");
-      if (field == 2)
-        out.output = message.slice(off, len);
-      else
-        out.message = std::string(message.view().substr(off, len));
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
-      return std::string("malformed TaskResult: truncated unknown field");
-    }
-  }
-  return out;
-}
 
 // ---- InstanceClient ----------------------------------------------------------
 
@@ -205,34 +160,8 @@ struct InstanceClient::Impl final : grpc::ClientHandler {
 
   Result<void> start_task(uint64_t tag, std::string_view task_id, std::string_view session_id,
                           const std::optional<Bytes>& input) {
-    // TaskContext: ids in the head, input by reference when the head fits.
-    uint8_t head[64];
-    size_t n = 0;
-    size_t need = 2 * 6 + task_id.size() + session_id.size() + (input ? 6 : 0);
-    if (need <= 59) {
-      if (!task_id.empty()) {
-        head[n++] = 0x0A;
-        n += put_varint(head + n, task_id.size());
-        std::memcpy(head + n, task_id.data(), task_id.size());
-        n += task_id.size();
-      }
-      if (!session_id.empty()) {
-        head[n++] = 0x12;
-        n += put_varint(head + n, session_id.size());
-        std::memcpy(head + n, session_id.data(), session_id.size());
-        n += session_id.size();
-      }
-      if (input) {
-        head[n++] = 0x22;
-        n += put_varint(head + n, input->size());
-      }
-      return start(kInvoke, std::span<const uint8_t>(head, n), input ? *input : Bytes(), tag);
-    }
-    ::flame::v1::TaskContext pb;
-    pb.set_task_id(std::string(task_id));
-    pb.set_session_id(std::string(session_id));
-    if (input) pb.set_input(input->to_string());
-    return start(kInvoke, {}, Bytes::from(pb.SerializeAsString()), tag);
+    wire::EncodedMessage m = wire::encode_task_context(task_id, session_id, input);
+    return start(kInvoke, m.head_span(), std::move(m.body), tag);
   }
 
   int fd;
@@ -303,7 +232,7 @@ Expected<TaskOutcome, grpc::Status> InstanceClient::invoke(std::string_view task
   auto msg = impl_->finish(tag);
   if (!msg) return msg.error();
   if (!*msg) return TaskOutcome{};
-  auto out = decode_task_result(**msg);
+  auto out = wire::decode_task_result(**msg);
   if (!out) return grpc::Status{grpc::StatusCode::internal, out.error()};
   return std::move(*out);
 }

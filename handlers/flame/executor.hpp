@@ -17,6 +17,7 @@
 #include "ember/bytes.hpp"
 #include "ember/error.hpp"
 #include "ember/expected.hpp"
+#include "handlers/flame/wire.hpp"
 #include "protocols/grpc/status.hpp"
 
 namespace ember::flame {
@@ -44,20 +45,13 @@ struct CallResult {
   std::optional<std::string> message;
 };
 
-// flame.v1.TaskResult
-struct TaskOutcome {
-  int32_t return_code = 0;
-  std::optional<Bytes> output;
-  std::optional<std::string> message;
-};
+using wire::TaskOutcome;
 
 struct Completion {
   uint64_t tag;
   grpc::Status status;
   std::optional<Bytes> message;  // raw response message when status is OK
 };
-
-Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message);
 
 // A blocking gRPC client of flame.v1.Instance on one connection.
 // Not thread-safe: one thread drives it.

@@ -290,7 +290,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
   }
 
   void send_task_result(grpc::ServerCall& call, TaskResult result) {
-    wire::EncodedResult enc;
+    wire::EncodedMessage enc;
     if (result) {
       enc = wire::encode_task_success(std::move(*result));
     } else {

@@ -1,5 +1,8 @@
 #include "handlers/flame/wire.hpp"
 
+#include <climits>
+#include <cstring>
+
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
@@ -112,8 +115,8 @@ Expected<TaskContext, std::string> decode_task_context(const Bytes& message) {
   return ctx;
 }
 
-EncodedResult encode_task_success(std::optional<Bytes> output) {
-  EncodedResult r;
+EncodedMessage encode_task_success(std::optional<Bytes> output) {
+  EncodedMessage r;
   if (output) {
     // return_code 0 is the proto3 default and is not sent; output is.
     r.head[0] = 0x12;  // field 2, length-delimited
@@ -123,8 +126,8 @@ EncodedResult encode_task_success(std::optional<Bytes> output) {
   return r;
 }
 
-EncodedResult encode_task_failure(std::string_view message) {
-  EncodedResult r;
+EncodedMessage encode_task_failure(std::string_view message) {
+  EncodedMessage r;
   size_t n = 0;
   r.head[n++] = 0x08;                                               // field 1, varint
   n += put_varint(r.head + n, static_cast<uint64_t>(int64_t{-1}));  // int32 -1: 10 bytes
@@ -133,6 +136,66 @@ EncodedResult encode_task_failure(std::string_view message) {
   r.head_len = n;
   r.body = Bytes::copy(message);
   return r;
+}
+
+EncodedMessage encode_task_context(std::string_view task_id, std::string_view session_id,
+                                   const std::optional<Bytes>& input) {
+  EncodedMessage m;
+  // Tag and a varint length of at most 5 bytes per field.
+  size_t need = 6 + task_id.size() + 6 + session_id.size() + (input ? 6 : 0);
+  if (need > EncodedMessage::kMaxHead) {
+    ::flame::v1::TaskContext pb;
+    pb.set_task_id(std::string(task_id));
+    pb.set_session_id(std::string(session_id));
+    if (input) pb.set_input(input->to_string());
+    m.body = Bytes::from(pb.SerializeAsString());
+    return m;
+  }
+  size_t n = 0;
+  auto put_string = [&](uint8_t tag, std::string_view s) {
+    if (s.empty()) return;  // proto3 default: not sent
+    m.head[n++] = tag;
+    n += put_varint(m.head + n, s.size());
+    std::memcpy(m.head + n, s.data(), s.size());
+    n += s.size();
+  };
+  put_string(0x0A, task_id);
+  put_string(0x12, session_id);
+  if (input) {
+    m.head[n++] = 0x22;
+    n += put_varint(m.head + n, input->size());
+    m.body = *input;
+  }
+  m.head_len = n;
+  return m;
+}
+
+Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
+  if (message.size() > static_cast<size_t>(INT32_MAX))
+    return std::string("TaskResult larger than 2 GiB");
+  CodedInputStream in(message.data(), static_cast<int>(message.size()));
+  TaskOutcome out;
+  while (!in.ExpectAtEnd()) {
+    uint32_t tag = in.ReadTag();
+    uint32_t field = tag >> 3, type = tag & 7;
+    if (tag == 0 || field == 0) return std::string("malformed TaskResult: invalid field tag");
+    if (field == 1 && type == WireFormatLite::WIRETYPE_VARINT) {
+      uint64_t v;
+      if (!in.ReadVarint64(&v)) return std::string("malformed TaskResult: return_code");
+      out.return_code = static_cast<int32_t>(v);
+    } else if ((field == 2 || field == 3) && type == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      size_t off, len;
+      if (!read_view(in, message.data(), &off, &len))
+        return std::string("malformed TaskResult: truncated field");
+      if (field == 2)
+        out.output = message.slice(off, len);
+      else
+        out.message = std::string(message.view().substr(off, len));
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return std::string("malformed TaskResult: truncated unknown field");
+    }
+  }
+  return out;
 }
 
 Expected<SessionContext, std::string> decode_session_context(const Bytes& message) {

@@ -116,8 +116,8 @@ TEST_P(DirectRead, LargeRequestAndResponseLandInPlace) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ReadSizes, DirectRead,
-                         ::testing::Values(size_t{16 * 1024}, size_t{64 * 1024},
-                                           size_t{212 * 1024}, size_t{1 << 20}));
+                         ::testing::Values(size_t{16 * 1024}, size_t{64 * 1024}, size_t{212 * 1024},
+                                           size_t{1 << 20}));
 
 TEST(DirectRead, SmallMessagesNeverAskForATarget) {
   SlabAllocator slab;

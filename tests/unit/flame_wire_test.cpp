@@ -287,7 +287,7 @@ TEST(TaskContextDecode, EveryPrefixOfAValidMessageAgreesWithLibprotobuf) {
 }
 
 TEST(TaskResultEncode, AbsentOutputIsAnEmptyMessage) {
-  EncodedResult r = encode_task_success(std::nullopt);
+  EncodedMessage r = encode_task_success(std::nullopt);
   EXPECT_EQ(r.size(), 0u);
   ::flame::v1::TaskResult pb;
   ASSERT_TRUE(pb.ParseFromString(""));
@@ -295,12 +295,12 @@ TEST(TaskResultEncode, AbsentOutputIsAnEmptyMessage) {
   EXPECT_FALSE(pb.has_output());
 }
 
-std::string joined(const EncodedResult& r) {
+std::string joined(const EncodedMessage& r) {
   return std::string(reinterpret_cast<const char*>(r.head), r.head_len) + r.body.to_string();
 }
 
 TEST(TaskResultEncode, EmptyOutputIsPresent) {
-  EncodedResult r = encode_task_success(Bytes());
+  EncodedMessage r = encode_task_success(Bytes());
   ::flame::v1::TaskResult pb;
   ASSERT_TRUE(pb.ParseFromString(joined(r)));
   EXPECT_EQ(pb.return_code(), 0);
@@ -313,7 +313,7 @@ TEST(TaskResultEncode, OutputIsSentByReference) {
   for (size_t size : {1u, 127u, 128u, 16383u, 16384u, 1u << 20}) {
     SCOPED_TRACE(size);
     Bytes output = Bytes::copy(test::random_bytes(size, static_cast<uint32_t>(size)));
-    EncodedResult r = encode_task_success(output);
+    EncodedMessage r = encode_task_success(output);
     EXPECT_EQ(r.body.data(), output.data());  // no copy
     EXPECT_EQ(r.size(), r.head_len + size);
     ::flame::v1::TaskResult pb;
@@ -327,7 +327,7 @@ TEST(TaskResultEncode, OutputIsSentByReference) {
 TEST(TaskResultEncode, FailureCarriesMinusOneAndTheMessage) {
   for (std::string msg : {std::string(), std::string("boom"), std::string(300, 'e'),
                           std::string("caf\xc3\xa9 \xf0\x9f\x94\xa5")}) {
-    EncodedResult r = encode_task_failure(msg);
+    EncodedMessage r = encode_task_failure(msg);
     ::flame::v1::TaskResult pb;
     ASSERT_TRUE(pb.ParseFromString(joined(r)));
     EXPECT_EQ(pb.return_code(), -1);
