@@ -404,21 +404,9 @@ void launch(Server& s, const LaunchOptions& lo) {
   s.dir = templ;
   s.sock = s.dir + "/instance.sock";
 
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
-    for (const auto& [k, v] : lo.env)
-      overridden = overridden || kv.starts_with(k + "=");
-    for (const auto& [k, v] : s.env)
-      overridden = overridden || kv.starts_with(k + "=");
-    if (!overridden) env_strings.emplace_back(kv);
-  }
-  env_strings.push_back("FLAME_INSTANCE_ENDPOINT=" + s.sock);
-  for (const auto& [k, v] : lo.env)
-    env_strings.push_back(k + "=" + v);
-  for (const auto& [k, v] : s.env)
-    env_strings.push_back(k + "=" + v);
+  auto extra = lo.env;
+  extra.insert(extra.end(), s.env.begin(), s.env.end());
+  std::vector<std::string> env_strings = fl::ServiceProcess::environment(s.sock, extra);
   std::vector<char*> envp, argv;
   for (auto& e : env_strings)
     envp.push_back(e.data());

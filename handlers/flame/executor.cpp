@@ -294,17 +294,7 @@ Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o)
   if (p->socket_path_.size() > 107)
     return Error("socket path \"" + p->socket_path_ + "\" is over 107 bytes; set a shorter TMPDIR");
 
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
-    for (const auto& [k, v] : o.env)
-      overridden = overridden || kv.starts_with(k + "=");
-    if (!overridden) env_strings.emplace_back(kv);
-  }
-  env_strings.push_back("FLAME_INSTANCE_ENDPOINT=" + p->socket_path_);
-  for (const auto& [k, v] : o.env)
-    env_strings.push_back(k + "=" + v);
+  std::vector<std::string> env_strings = environment(p->socket_path_, o.env);
   std::vector<char*> envp, argv;
   for (auto& s : env_strings)
     envp.push_back(s.data());
@@ -346,6 +336,22 @@ Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o)
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+}
+
+std::vector<std::string> ServiceProcess::environment(
+    const std::string& socket_path, const std::vector<std::pair<std::string, std::string>>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
+    for (const auto& [k, v] : extra)
+      overridden = overridden || kv.starts_with(k + "=");
+    if (!overridden) env.emplace_back(kv);
+  }
+  env.push_back("FLAME_INSTANCE_ENDPOINT=" + socket_path);
+  for (const auto& [k, v] : extra)
+    env.push_back(k + "=" + v);
+  return env;
 }
 
 std::optional<int> ServiceProcess::poll_exit() {

@@ -98,6 +98,11 @@ class ServiceProcess {
 
   // Starts the process in its own process group and waits for its socket.
   static Result<std::unique_ptr<ServiceProcess>> launch(const Options& options);
+  // The environment a service starts with: ours, FLAME_INSTANCE_ENDPOINT set
+  // to `socket_path`, and `extra` on top (overriding ours).
+  static std::vector<std::string> environment(
+      const std::string& socket_path,
+      const std::vector<std::pair<std::string, std::string>>& extra);
   ~ServiceProcess();
 
   const std::string& socket_path() const noexcept { return socket_path_; }

@@ -153,14 +153,19 @@ uint32_t Session::peer_max_frame_size() const noexcept {
   return nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_FRAME_SIZE);
 }
 
+nghttp2_data_provider Session::provider(Body* body) noexcept {
+  nghttp2_data_provider dp;
+  dp.source.ptr = body;
+  dp.read_callback = &Session::on_read_body;
+  return dp;
+}
+
 int Session::submit_response(int32_t stream_id, std::span<const Header> headers, Body* body,
                              bool end_stream_if_no_body) {
   NvArray nva;
   if (!to_nv(headers, &nva)) return NGHTTP2_ERR_INVALID_ARGUMENT;
   if (body) {
-    nghttp2_data_provider dp;
-    dp.source.ptr = body;
-    dp.read_callback = &Session::on_read_body;
+    nghttp2_data_provider dp = provider(body);
     return nghttp2_submit_response(session_, stream_id, nva.nv, nva.count, &dp);
   }
   if (end_stream_if_no_body)
@@ -179,9 +184,7 @@ int32_t Session::submit_request(std::span<const Header> headers, Body* body, voi
   NvArray nva;
   if (!to_nv(headers, &nva)) return NGHTTP2_ERR_INVALID_ARGUMENT;
   if (body) {
-    nghttp2_data_provider dp;
-    dp.source.ptr = body;
-    dp.read_callback = &Session::on_read_body;
+    nghttp2_data_provider dp = provider(body);
     return nghttp2_submit_request(session_, nullptr, nva.nv, nva.count, &dp, stream_data);
   }
   return nghttp2_submit_request(session_, nullptr, nva.nv, nva.count, nullptr, stream_data);

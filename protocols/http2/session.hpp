@@ -139,6 +139,8 @@ class Session {
   uint32_t peer_max_frame_size() const noexcept;
 
  private:
+  // Reads `body` with NO_COPY (see on_read_body / on_send_data).
+  static nghttp2_data_provider provider(Body* body) noexcept;
   static ssize_t on_send(nghttp2_session*, const uint8_t* data, size_t len, int, void* self);
   static int on_send_data(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd,
                           size_t len, nghttp2_data_source* src, void* self);
