@@ -390,6 +390,9 @@ int serve(ServiceAdapter& adapter, const RunOptions& options) {
   so.max_receive_message_size = options.max_message_bytes;
   so.max_header_list_size = options.max_header_bytes;
   so.http2.max_concurrent_streams = options.max_concurrent_streams;
+  so.http2.max_frame_size = options.max_frame_bytes;
+  so.http2.initial_window_size = options.stream_window_bytes;
+  so.http2.connection_window_size = options.connection_window_bytes;
   so.http2.max_header_list_size = static_cast<uint32_t>(options.max_header_bytes);
 
   Instance instance{adapter, options, {}, false, 0, 0};

@@ -70,6 +70,11 @@ Expected<RunOptions, std::string> RunOptions::from_env() {
       !read_size("EMBER_FLAME_MAX_OUTPUT_BYTES", &o.max_output_bytes, 1024, 1ull << 32, &error) ||
       !read_size("EMBER_MAX_HEADER_BYTES", &o.max_header_bytes, 1024, 16u << 20, &error) ||
       !read_size("EMBER_MAX_STREAMS", &o.max_concurrent_streams, 1, 1u << 20, &error) ||
+      !read_size("EMBER_MAX_FRAME_BYTES", &o.max_frame_bytes, 16384, (1u << 24) - 1, &error) ||
+      !read_size("EMBER_STREAM_WINDOW_BYTES", &o.stream_window_bytes, 65535, (1u << 31) - 1,
+                 &error) ||
+      !read_size("EMBER_CONNECTION_WINDOW_BYTES", &o.connection_window_bytes, 65535, (1u << 31) - 1,
+                 &error) ||
       !read_size("EMBER_MAX_CONNECTIONS", &o.max_connections, 1, 1u << 20, &error) ||
       !read_size("EMBER_SOCKET_SEND_BUFFER", &o.socket_send_buffer, 0, 1u << 30, &error))
     return error;

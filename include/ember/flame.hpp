@@ -155,6 +155,13 @@ struct RunOptions {
   size_t max_output_bytes = 4u << 20;
   // Per request header block.                        EMBER_MAX_HEADER_BYTES
   size_t max_header_bytes = 64u << 10;
+  // Largest HTTP/2 frame the executor may send us.   EMBER_MAX_FRAME_BYTES
+  uint32_t max_frame_bytes = 1u << 20;
+  // HTTP/2 receive windows: per stream, and for the connection (opened with a
+  // WINDOW_UPDATE right after the preface).           EMBER_STREAM_WINDOW_BYTES
+  uint32_t stream_window_bytes = 16u << 20;
+  //                                                   EMBER_CONNECTION_WINDOW_BYTES
+  uint32_t connection_window_bytes = 64u << 20;
   // Streams in flight per connection.                EMBER_MAX_STREAMS
   uint32_t max_concurrent_streams = 256;
   // Connections at once (the executor opens one).    EMBER_MAX_CONNECTIONS
