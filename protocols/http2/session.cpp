@@ -160,18 +160,14 @@ nghttp2_data_provider Session::provider(Body* body) noexcept {
   return dp;
 }
 
-int Session::submit_response(int32_t stream_id, std::span<const Header> headers, Body* body,
-                             bool end_stream_if_no_body) {
+int Session::submit_response(int32_t stream_id, std::span<const Header> headers, Body* body) {
   NvArray nva;
   if (!to_nv(headers, &nva)) return NGHTTP2_ERR_INVALID_ARGUMENT;
   if (body) {
     nghttp2_data_provider dp = provider(body);
     return nghttp2_submit_response(session_, stream_id, nva.nv, nva.count, &dp);
   }
-  if (end_stream_if_no_body)
-    return nghttp2_submit_response(session_, stream_id, nva.nv, nva.count, nullptr);
-  return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream_id, nullptr, nva.nv, nva.count,
-                                nullptr);
+  return nghttp2_submit_response(session_, stream_id, nva.nv, nva.count, nullptr);
 }
 
 int Session::submit_trailers(int32_t stream_id, std::span<const Header> trailers) {

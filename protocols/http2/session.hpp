@@ -113,10 +113,10 @@ class Session {
   // False once both sides are done (GOAWAY exchanged, no streams).
   bool alive() const noexcept;
 
-  // Server: respond on a request stream. `body` (nullable) must stay alive
-  // and unchanged until the stream closes. Returns an nghttp2 error code.
-  int submit_response(int32_t stream_id, std::span<const Header> headers, Body* body,
-                      bool end_stream_if_no_body = true);
+  // Server: respond on a request stream; without `body` the HEADERS end the
+  // stream. `body` must stay alive and unchanged until the stream closes.
+  // Returns an nghttp2 error code.
+  int submit_response(int32_t stream_id, std::span<const Header> headers, Body* body);
   int submit_trailers(int32_t stream_id, std::span<const Header> trailers);
   // Client: open a stream. Returns the stream id or a negative nghttp2 error.
   int32_t submit_request(std::span<const Header> headers, Body* body, void* stream_data = nullptr);
