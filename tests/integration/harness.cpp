@@ -24,6 +24,16 @@ extern char** environ;
 
 namespace ember_it {
 
+// A null-terminated char* array over `strings` (which must outlive it), as
+// posix_spawn wants for argv and envp.
+static std::vector<char*> c_strings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings)
+    out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
 std::string echo_bin() {
   return EMBER_IT_ECHO_BIN;
 }
@@ -110,13 +120,7 @@ std::unique_ptr<Service> Service::start(Options o) {
     env.push_back(k + "=" + v);
   std::vector<std::string> args{o.program};
   args.insert(args.end(), o.args.begin(), o.args.end());
-  std::vector<char*> envp, argv;
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<char*> envp = c_strings(env), argv = c_strings(args);
 
   // posix_spawn, not fork: this process runs grpc++ threads.
   posix_spawn_file_actions_t fa;
@@ -254,13 +258,7 @@ ProgramRun run_program(const std::vector<std::string>& argv_in, const Env& extra
   for (const auto& [k, v] : extra)
     env.push_back(k + "=" + v);
   std::vector<std::string> args = argv_in;
-  std::vector<char*> envp, argv;
-  for (auto& e : env)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
+  std::vector<char*> envp = c_strings(env), argv = c_strings(args);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, stdin_path.c_str(), O_RDONLY, 0);
