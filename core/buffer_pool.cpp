@@ -1,5 +1,6 @@
 #include "ember/buffer_pool.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <new>
 #include <thread>
@@ -37,6 +38,7 @@ struct BufferPool::Core {
   std::thread::id owner;
   std::array<PooledStorage*, kClassCount> free_list{};
   std::array<size_t, kClassCount> free_count{};
+  std::array<size_t, kClassCount> low_water{};  // least free_count since the last decay()
   std::atomic<PooledStorage*> remote{nullptr};
   std::atomic<bool> closed{false};
   std::atomic<int64_t> live{1};
@@ -148,6 +150,7 @@ MutableBuffer BufferPool::take(size_t size) {
   if (PooledStorage* s = c->free_list[k]) {
     c->free_list[k] = s->next;
     --c->free_count[k];
+    c->low_water[k] = std::min(c->low_water[k], c->free_count[k]);
     s->next = nullptr;
     s->revive();
     bump(c->hits);
@@ -167,6 +170,24 @@ BufferPoolStats BufferPool::stats() const noexcept {
   for (size_t k = 0; k < kClassCount; ++k)
     s.cached_bytes += core_->free_count[k] * class_size(k);
   return s;
+}
+
+size_t BufferPool::decay() noexcept {
+  Core* c = core_;
+  c->drain_remote();
+  size_t freed = 0;
+  for (size_t k = 0; k < kClassCount; ++k) {
+    // Buffers that stayed cached through the whole period were not needed.
+    for (size_t n = c->low_water[k]; n > 0 && c->free_list[k]; --n) {
+      PooledStorage* s = c->free_list[k];
+      c->free_list[k] = s->next;
+      --c->free_count[k];
+      c->free_storage(s);
+      freed += class_size(k);
+    }
+    c->low_water[k] = c->free_count[k];
+  }
+  return freed;
 }
 
 void BufferPool::trim() noexcept {

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cassert>
 #include <climits>
+#include <cstdio>
+#include <string>
 
 #include "core/loop_impl.hpp"
 #include "ember/log.hpp"
@@ -17,11 +19,44 @@ static_assert(sizeof(uv_buf_t) == sizeof(iovec) && alignof(uv_buf_t) == alignof(
 
 }  // namespace
 
+struct ConnectionImpl::TlsLayer final : tls::Sink {
+  explicit TlsLayer(ConnectionImpl& conn) : c(conn) { plain.use_pool(conn.loop_.pool_); }
+  // Decrypted input goes to the handler; the handshake opens it.
+  void on_handshake_done() override { c.open_handler(); }
+  void on_plaintext(const Bytes& data) override {
+    if (!c.closed_) c.handler_->on_data(c, data);
+  }
+
+  ConnectionImpl& c;
+  std::shared_ptr<tls::ServerContext> server;  // kept alive with the engine
+  std::shared_ptr<tls::ClientContext> client;
+  std::unique_ptr<tls::Engine> engine;
+  IoChain plain;  // the handler's output before encryption
+  bool shutdown = false;
+};
+
 ConnectionImpl::ConnectionImpl(LoopImpl& loop, bool is_unix, uint64_t id)
     : loop_(loop), id_(id), is_unix_(is_unix) {}
 
 ConnectionImpl::~ConnectionImpl() {
   if (rbuf_) rbuf_->release();
+  return_output();
+}
+
+IoChain& ConnectionImpl::output() {
+  if (!out_) out_ = loop_.take_chain();
+  return *out_;
+}
+
+void ConnectionImpl::return_output() noexcept {
+  if (!out_) return;
+  loop_.give_chain(out_);
+  out_ = nullptr;
+}
+
+void ConnectionImpl::use_tls_server(std::shared_ptr<tls::ServerContext> ctx) {
+  if (!tls_layer_) tls_layer_ = std::make_unique<TlsLayer>(*this);
+  tls_layer_->server = std::move(ctx);
 }
 
 int ConnectionImpl::init_handle() {
@@ -33,25 +68,116 @@ int ConnectionImpl::init_handle() {
 }
 
 void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
-  handler_ = std::move(handler);
+  if (handler) handler_ = std::move(handler);
   if (!is_unix_) uv_tcp_nodelay(&h_.tcp, 1);
-  if (size_t want = loop_.options_.socket_send_buffer) {
+  size_t want =
+      outbound_ ? outbound_->options.socket_send_buffer : loop_.options_.socket_send_buffer;
+  if (want) {
     int value = static_cast<int>(std::min<size_t>(want, INT32_MAX));
     uv_send_buffer_size(&h_.handle, &value);  // capped by net.core.wmem_max; best effort
   }
-  reading_ = true;
-  int rc = uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read);
-  if (rc != 0) {
-    fail(rc);
+  started_ = true;
+  if ((tls_layer_ && tls_layer_->server) || (outbound_ && outbound_->options.tls)) {
+    start_tls();
+    if (closed_) return;
+  }
+  if (!paused_) {
+    reading_ = true;
+    int rc = uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read);
+    if (rc != 0) {
+      fail(rc, "cannot read from the socket: " + std::string(uv_strerror(rc)));
+      return;
+    }
+  }
+  if (!tls_) open_handler();  // with TLS: once the handshake is done
+}
+
+void ConnectionImpl::start_tls() noexcept {
+  if (!tls_layer_) tls_layer_ = std::make_unique<TlsLayer>(*this);
+  TlsLayer& layer = *tls_layer_;
+  if (layer.server) {
+    layer.engine = tls::Engine::server(*layer.server, loop_.pool_);
+    if (!deadline_.armed())
+      set_deadline(static_cast<uint64_t>(loop_.options_.tls_handshake_timeout.count()));
+  } else {
+    layer.client = outbound_->options.tls;
+    std::string host = outbound_->options.server_name;
+    if (host.empty()) host = outbound_->target.substr(0, outbound_->target.rfind(':'));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    layer.engine = tls::Engine::client(*layer.client, host, loop_.pool_, outbound_->port);
+  }
+  tls_ = layer.engine.get();
+  if (!tls_) {
+    fail(UV_ENOMEM, "TLS: cannot create a session (out of memory)");
     return;
   }
+  loop_.mark_dirty(this);  // a client's ClientHello goes out in the flush
+}
+
+void ConnectionImpl::feed_tls(const Bytes& data) noexcept {
+  Result<void> r = tls_->feed(data, *tls_layer_);
+  if (closed_) return;
+  if (!r) {
+    // Send the alert OpenSSL queued, then close.
+    error_text_ = r.error().message;
+    close_error_ = UV_EPROTO;
+    closing_ = true;
+    loop_.mark_dirty(this);
+    return;
+  }
+  if (tls_->peer_closed()) {
+    close();  // close_notify: the peer sends nothing more
+    return;
+  }
+  if (tls_->wants_write()) loop_.mark_dirty(this);
+}
+
+void ConnectionImpl::flush_tls() noexcept {
+  TlsLayer& layer = *tls_layer_;
+  IoChain& out = output();
+  if (opened_ && !tls_->failed()) {
+    for (auto& old : retired_)
+      old->on_writable(*this, layer.plain);
+    retired_.clear();
+    handler_->on_writable(*this, layer.plain);
+    if (closed_) return;
+    if (!layer.plain.empty()) {
+      Result<void> r = tls_->encrypt(layer.plain, out);
+      if (!r) {
+        fail(UV_EPROTO, r.error().message);
+        return;
+      }
+    }
+    if (closing_ && !layer.shutdown && out.size() < loop_.options_.output_high_water) {
+      layer.shutdown = true;
+      tls_->shutdown();
+    }
+  }
+  Result<void> r = tls_->produce(out);
+  if (!r && out.empty()) {
+    fail(UV_EPROTO, r.error().message);
+    return;
+  }
+  if (out.empty()) {
+    return_output();
+    if (closing_) do_close();
+    return;
+  }
+  write_out();
+}
+
+void ConnectionImpl::open_handler() noexcept {
+  if (closed_) return;
+  if (outbound_ || tls_) clear_deadline();  // connect or handshake timeout ends here
+  opened_ = true;
   handler_->on_open(*this);
 }
 
 void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(h->data);
   c->direct_ = ReadTarget{};
-  if (!c->closed_ && c->handler_->read_target(c->direct_) && c->direct_.size > 0) {
+  // In-place reads need plaintext: never with TLS.
+  if (!c->closed_ && !c->tls_ && c->handler_->read_target(c->direct_) && c->direct_.size > 0) {
     buf->base = reinterpret_cast<char*>(c->direct_.data);
     buf->len = c->direct_.size;
     return;
@@ -82,14 +208,36 @@ void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
     }
   } else if (nread > 0) {
     assert(reinterpret_cast<uint8_t*>(buf->base) == c->rbuf_->data() + c->roff_);
-    Bytes data =
-        Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base), static_cast<size_t>(nread));
-    c->roff_ += static_cast<size_t>(nread);
-    if (!c->closed_) c->handler_->on_data(*c, data);
+    {
+      Bytes data =
+          Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base), static_cast<size_t>(nread));
+      c->roff_ += static_cast<size_t>(nread);
+      if (c->closed_) return;
+      if (c->tls_)
+        c->feed_tls(data);
+      else
+        c->handler_->on_data(*c, data);
+    }
+    c->drop_read_buffer_if_unused();
     return;
   }
-  if (nread == 0) return;  // EAGAIN
+  // EAGAIN, EOF or an error: the buffer libuv asked for got nothing. Give it
+  // back now, or 10,000 peers closing at once would each pin one until
+  // their connection is freed.
+  c->drop_read_buffer_if_unused();
+  if (nread == 0) return;
   c->fail(nread == UV_EOF ? 0 : static_cast<int>(nread));
+}
+
+// Nobody holds a slice: hand the buffer back, so an idle connection holds no
+// read buffer (10,000 idle connections would otherwise pin 10,000 of them);
+// the next read on this loop takes the same warm one from the pool.
+void ConnectionImpl::drop_read_buffer_if_unused() noexcept {
+  if (rbuf_ && rbuf_->use_count() == 1) {
+    rbuf_->release();
+    rbuf_ = nullptr;
+    roff_ = 0;
+  }
 }
 
 void ConnectionImpl::want_write() noexcept {
@@ -97,10 +245,29 @@ void ConnectionImpl::want_write() noexcept {
 }
 
 void ConnectionImpl::flush() noexcept {
-  if (closed_ || writing_) return;
-  handler_->on_writable(*this, out_);
+  if (closed_) {
+    retired_.clear();
+    return;
+  }
+  if (writing_) return;
+  if (tls_) {
+    flush_tls();
+    return;
+  }
+  if (!opened_) return;
+  // Handlers switched away from write what they still hold (an HTTP/1.1 101
+  // answer) ahead of their successor, then go; none of their callbacks runs now.
+  IoChain& out = output();
+  for (auto& old : retired_)
+    old->on_writable(*this, out);
+  retired_.clear();
+  handler_->on_writable(*this, out);
   if (closed_) return;  // the handler aborted
-  if (out_.empty()) {
+  // A handler that answered in this phase may just have let go of the last
+  // slice of the read that carried the request.
+  drop_read_buffer_if_unused();
+  if (out.empty()) {
+    return_output();
     if (closing_) do_close();
     return;
   }
@@ -109,37 +276,56 @@ void ConnectionImpl::flush() noexcept {
 
 void ConnectionImpl::write_out() noexcept {
   // Try the write now; queue only what the kernel did not take.
-  int n = uv_try_write(&h_.stream, reinterpret_cast<const uv_buf_t*>(out_.iov()),
-                       static_cast<unsigned>(out_.iov_count()));
+  IoChain& out = *out_;
+  int n = uv_try_write(&h_.stream, reinterpret_cast<const uv_buf_t*>(out.iov()),
+                       static_cast<unsigned>(out.iov_count()));
   if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
   if (n < 0) {
     fail(n);
     return;
   }
-  out_.consume(static_cast<size_t>(n));
-  if (out_.empty()) {
-    out_.clear();
+  out.consume(static_cast<size_t>(n));
+  if (out.empty()) {
+    return_output();
     if (closing_) do_close();
     return;
   }
+  // The request lives only while a write is queued: an idle connection
+  // does not carry one. The slab recycles it, so this is no malloc.
+  wreq_ = static_cast<uv_write_t*>(loop_.slab_.allocate(sizeof(uv_write_t)));
+  if (!wreq_) {
+    fail(UV_ENOMEM);
+    return;
+  }
   writing_ = true;
-  int rc = uv_write(&wreq_, &h_.stream, reinterpret_cast<const uv_buf_t*>(out_.iov()),
-                    static_cast<unsigned>(out_.iov_count()), &ConnectionImpl::on_write);
+  int rc = uv_write(wreq_, &h_.stream, reinterpret_cast<const uv_buf_t*>(out.iov()),
+                    static_cast<unsigned>(out.iov_count()), &ConnectionImpl::on_write);
   if (rc != 0) {
     writing_ = false;
+    release_write_request();
     fail(rc);
+    return;
   }
+  // The peer is not taking its output: stop reading its input until it does.
+  if (out.size() > loop_.options_.output_high_water) pause(kPauseOutput);
+}
+
+void ConnectionImpl::release_write_request() noexcept {
+  loop_.slab_.deallocate(wreq_);
+  wreq_ = nullptr;
 }
 
 void ConnectionImpl::on_write(uv_write_t* req, int status) {
   auto* c = static_cast<ConnectionImpl*>(req->handle->data);
+  c->release_write_request();
   c->writing_ = false;
-  c->out_.clear();
+  c->return_output();
   if (c->closed_) return;
   if (status < 0) {
     c->fail(status);
     return;
   }
+  c->resume(kPauseOutput);
   // The handler may have produced more while we waited.
   c->loop_.mark_dirty(c);
 }
@@ -150,48 +336,182 @@ void ConnectionImpl::close() noexcept {
   loop_.mark_dirty(this);
 }
 
-void ConnectionImpl::fail(int error) noexcept {
+void ConnectionImpl::fail(int error, std::string text) noexcept {
   if (closed_) return;
   close_error_ = error;
+  if (!text.empty())
+    error_text_ = std::move(text);
+  else if (error != 0 && error_text_.empty())
+    error_text_ = uv_strerror(error);
   do_close();
 }
 
 void ConnectionImpl::do_close() noexcept {
   if (closed_) return;
   closed_ = true;
+  clear_deadline();
   if (reading_) uv_read_stop(&h_.stream);
+  reading_ = false;
+  if (outbound_ && outbound_->resolving)
+    uv_cancel(reinterpret_cast<uv_req_t*>(&outbound_->resolve));
   uv_close(&h_.handle, &ConnectionImpl::on_closed);
 }
 
 void ConnectionImpl::on_closed(uv_handle_t* h) {
   auto* c = static_cast<ConnectionImpl*>(h->data);
   if (c->handler_) c->handler_->on_close(*c, c->close_error_);
-  c->out_.clear();
+  c->return_output();
   c->loop_.remove_connection(c);
-  LoopImpl& loop = c->loop_;
   // Flush phase may still list us; drop the entry before freeing.
-  if (c->in_dirty_) loop.forget_dirty(c);
-  delete c;
+  if (c->in_dirty_) c->loop_.forget_dirty(c);
+  c->handle_closed_ = true;
+  c->maybe_delete();
+}
+
+void ConnectionImpl::maybe_delete() noexcept {
+  // A name lookup runs on libuv's thread pool; its callback still needs us.
+  if (!handle_closed_ || (outbound_ && outbound_->resolving)) return;
+  LoopImpl& loop = loop_;
+  delete this;
   loop.maybe_finish();
 }
 
-void ConnectionImpl::pause_reading() noexcept {
-  if (closed_ || paused_) return;
-  paused_ = true;
+void ConnectionImpl::pause(uint8_t reason) noexcept {
+  paused_ |= reason;
   if (reading_) {
     uv_read_stop(&h_.stream);
     reading_ = false;
   }
 }
 
-void ConnectionImpl::resume_reading() noexcept {
-  if (closed_ || !paused_) return;
-  paused_ = false;
-  if (!reading_) {
-    reading_ = true;
-    if (uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read) != 0)
-      fail(UV_EIO);
+void ConnectionImpl::resume(uint8_t reason) noexcept {
+  paused_ &= static_cast<uint8_t>(~reason);
+  if (closed_ || paused_ || reading_ || !started_) return;
+  reading_ = true;
+  int rc = uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read);
+  if (rc != 0) fail(rc);
+}
+
+void ConnectionImpl::set_deadline(uint64_t delay_ms) noexcept {
+  if (closed_) return;
+  deadline_.fire = &ConnectionImpl::on_deadline;
+  deadline_.context = this;
+  loop_.arm(deadline_, delay_ms);
+}
+
+void ConnectionImpl::clear_deadline() noexcept {
+  loop_.cancel(deadline_);
+}
+
+void ConnectionImpl::on_deadline(TimerEntry* t) {
+  auto* c = static_cast<ConnectionImpl*>(t->context);
+  if (c->closed_) return;
+  if (!c->opened_) {
+    // Still connecting (outbound) or handshaking: the connection never opened.
+    uint64_t ms = c->outbound_
+                      ? static_cast<uint64_t>(c->outbound_->options.timeout.count())
+                      : static_cast<uint64_t>(c->loop_.options_.tls_handshake_timeout.count());
+    std::string what = c->outbound_ ? "connect " + c->outbound_->target : "TLS handshake";
+    c->fail(UV_ETIMEDOUT, what + ": timed out after " + std::to_string(ms) + " ms");
+    return;
   }
+  c->handler_->on_timeout(*c);
+}
+
+void ConnectionImpl::switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread) {
+  if (closed_ || !next) return;
+  retired_.push_back(std::move(handler_));
+  handler_ = std::move(next);
+  loop_.mark_dirty(this);  // the flush frees the retired handler
+  handler_->on_open(*this);
+  if (!unread.empty() && !closed_) handler_->on_data(*this, unread);
+}
+
+// ---- outbound ----------------------------------------------------------------
+
+void ConnectionImpl::connect_tcp(const std::string& host, uint16_t port, ConnectOptions options) {
+  outbound_ = std::make_unique<Outbound>();
+  std::string& target = outbound_->target;
+  bool v6 = host.find(':') != std::string::npos;
+  if (v6) target.push_back('[');
+  target.append(host);
+  if (v6) target.push_back(']');
+  target.push_back(':');
+  target.append(std::to_string(port));
+  outbound_->options = std::move(options);
+  outbound_->port = port;
+  outbound_->resolve.data = this;
+  outbound_->connect.data = this;
+  int rc = init_handle();
+  if (rc != 0) {
+    fail(rc, "connect " + outbound_->target + ": " + uv_strerror(rc));
+    return;
+  }
+  set_deadline(static_cast<uint64_t>(outbound_->options.timeout.count()));
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+  std::string service = std::to_string(port);
+  outbound_->resolving = true;
+  // Runs getaddrinfo on libuv's thread pool; a numeric address resolves at once there too.
+  rc = uv_getaddrinfo(loop_.uv_loop(), &outbound_->resolve, &ConnectionImpl::on_resolved,
+                      host.c_str(), service.c_str(), &hints);
+  if (rc != 0) {
+    outbound_->resolving = false;
+    fail(rc, "resolve " + host + ": " + uv_strerror(rc));
+  }
+}
+
+void ConnectionImpl::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* c = static_cast<ConnectionImpl*>(req->data);
+  c->outbound_->resolving = false;
+  if (c->closed_) {
+    if (res) uv_freeaddrinfo(res);
+    c->maybe_delete();
+    return;
+  }
+  if (status < 0 || !res) {
+    if (res) uv_freeaddrinfo(res);
+    std::string host = c->outbound_->target.substr(0, c->outbound_->target.rfind(':'));
+    c->fail(status < 0 ? status : UV_EAI_NONAME,
+            "resolve " + host + ": " + uv_strerror(status < 0 ? status : UV_EAI_NONAME));
+    return;
+  }
+  c->outbound_->connecting = true;
+  int rc = uv_tcp_connect(&c->outbound_->connect, &c->h_.tcp, res->ai_addr,
+                          &ConnectionImpl::on_connected);
+  uv_freeaddrinfo(res);
+  if (rc != 0) {
+    c->outbound_->connecting = false;
+    c->fail(rc, "connect " + c->outbound_->target + ": " + uv_strerror(rc));
+  }
+}
+
+void ConnectionImpl::connect_unix(const std::string& path, ConnectOptions options) {
+  outbound_ = std::make_unique<Outbound>();
+  outbound_->target = path;
+  outbound_->options = std::move(options);
+  outbound_->connect.data = this;
+  int rc = init_handle();
+  if (rc != 0) {
+    fail(rc, "connect " + path + ": " + uv_strerror(rc));
+    return;
+  }
+  set_deadline(static_cast<uint64_t>(outbound_->options.timeout.count()));
+  outbound_->connecting = true;
+  uv_pipe_connect(&outbound_->connect, &h_.pipe, path.c_str(), &ConnectionImpl::on_connected);
+}
+
+void ConnectionImpl::on_connected(uv_connect_t* req, int status) {
+  auto* c = static_cast<ConnectionImpl*>(req->data);
+  c->outbound_->connecting = false;
+  if (c->closed_) return;  // cancelled by close(); on_closed follows
+  if (status < 0) {
+    c->fail(status, "connect " + c->outbound_->target + ": " + uv_strerror(status));
+    return;
+  }
+  c->start(nullptr);
 }
 
 void ConnectionImpl::drain() noexcept {
@@ -219,13 +539,81 @@ void Connection::abort() noexcept {
   impl(*this).abort();
 }
 void Connection::pause_reading() noexcept {
-  impl(*this).pause_reading();
+  impl(*this).pause(detail::ConnectionImpl::kPauseUser);
 }
 void Connection::resume_reading() noexcept {
-  impl(*this).resume_reading();
+  impl(*this).resume(detail::ConnectionImpl::kPauseUser);
 }
 bool Connection::closing() const noexcept {
   return impl(*this).closing();
+}
+size_t Connection::pending_output() const noexcept {
+  return impl(*this).pending_output();
+}
+void Connection::set_deadline(uint64_t delay_ms) noexcept {
+  impl(*this).set_deadline(delay_ms);
+}
+void Connection::clear_deadline() noexcept {
+  impl(*this).clear_deadline();
+}
+void Connection::switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread) {
+  impl(*this).switch_handler(std::move(next), std::move(unread));
+}
+bool Connection::secure() const noexcept {
+  return impl(*this).secure();
+}
+std::string_view Connection::alpn() const noexcept {
+  return impl(*this).alpn();
+}
+std::string_view Connection::server_name() const noexcept {
+  return impl(*this).server_name();
+}
+const std::string& Connection::error_text() const noexcept {
+  return impl(*this).error_text_;
+}
+
+std::string Connection::peer_address() const {
+  const auto& c = impl(*this);
+  if (c.is_unix_) return "unix";
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(reinterpret_cast<const uv_tcp_t*>(c.handle()),
+                         reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return "?";
+  char ip[INET6_ADDRSTRLEN] = "?";
+  char text[INET6_ADDRSTRLEN + 16];
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    uv_ip6_name(a, ip, sizeof ip);
+    std::snprintf(text, sizeof text, "[%s]:%u", ip, ntohs(a->sin6_port));
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    uv_ip4_name(a, ip, sizeof ip);
+    std::snprintf(text, sizeof text, "%s:%u", ip, ntohs(a->sin_port));
+  }
+  return text;
+}
+
+void ConnectionHandler::on_timeout(Connection& conn) {
+  conn.abort();
+}
+
+// ---- Loop: outbound connections ----------------------------------------------
+
+void Loop::connect(const std::string& host, uint16_t port,
+                   std::unique_ptr<ConnectionHandler> handler, ConnectOptions options) {
+  auto& loop = impl(*this);
+  auto* c = new detail::ConnectionImpl(loop, false, loop.next_connection_id_++);
+  c->set_handler(std::move(handler));
+  c->connect_tcp(host, port, std::move(options));
+}
+
+void Loop::connect_unix(const std::string& path, std::unique_ptr<ConnectionHandler> handler,
+                        ConnectOptions options) {
+  auto& loop = impl(*this);
+  auto* c = new detail::ConnectionImpl(loop, true, loop.next_connection_id_++);
+  c->set_handler(std::move(handler));
+  c->connect_unix(path, std::move(options));
 }
 
 }  // namespace ember

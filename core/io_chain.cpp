@@ -1,5 +1,7 @@
 #include "ember/io_chain.hpp"
 
+#include "ember/buffer_pool.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -19,19 +21,30 @@ void IoChain::push_iov(const void* data, size_t n) {
   bytes_ += n;
 }
 
+IoChain::~IoChain() {
+  for (CorkChunk& c : cork_)
+    if (c.pooled) c.pooled->release();
+}
+
 void IoChain::append_copy(const void* data, size_t n) {
   if (n == 0) return;
-  while (cork_index_ < cork_.size() && cork_size_[cork_index_] - cork_offset_ < n) {
+  while (cork_index_ < cork_.size() && cork_[cork_index_].size - cork_offset_ < n) {
     ++cork_index_;
     cork_offset_ = 0;
   }
   if (cork_index_ == cork_.size()) {
     size_t size = std::max(kCorkChunk, n);
-    cork_.push_back(std::make_unique<uint8_t[]>(size));
-    cork_size_.push_back(size);
+    if (pool_) {
+      BufferStorage* s = std::move(pool_->take(size)).release();
+      cork_.push_back(CorkChunk{s->data(), s->capacity(), s, nullptr});
+    } else {
+      auto owned = std::make_unique<uint8_t[]>(size);
+      uint8_t* p = owned.get();
+      cork_.push_back(CorkChunk{p, size, nullptr, std::move(owned)});
+    }
     cork_offset_ = 0;
   }
-  uint8_t* dst = cork_[cork_index_].get() + cork_offset_;
+  uint8_t* dst = cork_[cork_index_].data + cork_offset_;
   std::memcpy(dst, data, n);
   cork_offset_ += n;
   push_iov(dst, n);
@@ -76,6 +89,11 @@ void IoChain::clear() noexcept {
   held_.clear();
   cork_index_ = 0;
   cork_offset_ = 0;
+  if (pool_ && !cork_.empty()) {
+    for (CorkChunk& c : cork_)
+      c.pooled->release();
+    cork_.clear();  // capacity stays: no allocation next time
+  }
 }
 
 }  // namespace ember

@@ -1,3 +1,6 @@
+#include <pthread.h>
+#include <sched.h>
+
 #include <cassert>
 
 #include "core/loop_impl.hpp"
@@ -84,6 +87,11 @@ LoopImpl::LoopImpl(Reactor::Impl& reactor, unsigned index, const ReactorOptions&
   uv_timer_init(&uv_, &drain_timer_);
   drain_timer_.data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(&drain_timer_));
+  uv_timer_init(&uv_, &decay_timer_);
+  decay_timer_.data = this;
+  if (auto period = static_cast<uint64_t>(options.buffers.decay_interval.count()); period > 0)
+    uv_timer_start(&decay_timer_, &LoopImpl::on_decay, period, period);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&decay_timer_));
 
   drain_item_.run = [](MailboxItem* self, Loop* loop) {
     (void)self;
@@ -108,7 +116,17 @@ LoopImpl::~LoopImpl() {
 }
 
 void LoopImpl::run() {
-  thread_id_ = std::this_thread::get_id();
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  if (options_.pin_threads) {
+    std::vector<unsigned> cpus = Reactor::allowed_cpus();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpus[index_ % cpus.size()], &set);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    if (rc != 0)
+      EMBER_WARN("ember.reactor", "cannot pin loop to its CPU; running unpinned", {"loop", index_},
+                 {"cpu", cpus[index_ % cpus.size()]}, {"error", describe_errno(rc)});
+  }
   pool_.bind_to_current_thread();
   uv_run(&uv_, UV_RUN_DEFAULT);
 }
@@ -144,6 +162,7 @@ Result<void> LoopImpl::add_listener(std::unique_ptr<Listener> l, int fd, size_t 
       c->fail(UV_ECONNREFUSED);
       return;
     }
+    if (listener->tls) c->use_tls_server(listener->tls);
     c->start((*listener->factory)(loop));
   });
   if (rc != 0) {
@@ -152,6 +171,29 @@ Result<void> LoopImpl::add_listener(std::unique_ptr<Listener> l, int fd, size_t 
   }
   listeners_.push_back(std::move(l));
   return {};
+}
+
+IoChain* LoopImpl::take_chain() {
+  if (spare_chains_.empty()) {
+    auto chain = std::make_unique<IoChain>();
+    chain->use_pool(pool_);
+    return chain.release();
+  }
+  IoChain* chain = spare_chains_.back().release();
+  spare_chains_.pop_back();
+  return chain;
+}
+
+void LoopImpl::give_chain(IoChain* chain) noexcept {
+  chain->clear();
+  // As many as were ever writing at once, up to a bound: a burst of slow
+  // readers should not pin its chains for good.
+  constexpr size_t kMaxSpareChains = 1024;
+  if (spare_chains_.size() >= kMaxSpareChains) {
+    delete chain;
+    return;
+  }
+  spare_chains_.emplace_back(chain);
 }
 
 void LoopImpl::add_connection(ConnectionImpl* c) noexcept {
@@ -241,6 +283,10 @@ void LoopImpl::begin_drain() noexcept {
   maybe_finish();
 }
 
+void LoopImpl::on_decay(uv_timer_t* t) {
+  static_cast<LoopImpl*>(t->data)->pool_.decay();
+}
+
 void LoopImpl::on_drain_timeout(uv_timer_t* t) {
   auto* self = static_cast<LoopImpl*>(t->data);
   EMBER_WARN("ember.reactor", "drain timed out; closing connections with work in flight",
@@ -283,6 +329,7 @@ void LoopImpl::close_handles() noexcept {
   close(&spin_);
   close(&timer_);
   close(&drain_timer_);
+  close(&decay_timer_);
   for (auto& l : listeners_)
     close(&l->h.handle);
   reactor_.on_loop_finished(*this);
@@ -383,7 +430,7 @@ SlabAllocator& Loop::slab() noexcept {
   return impl(*this).slab_;
 }
 bool Loop::on_loop_thread() const noexcept {
-  return std::this_thread::get_id() == impl(*this).thread_id_;
+  return std::this_thread::get_id() == impl(*this).thread_id_.load(std::memory_order_relaxed);
 }
 bool Loop::draining() const noexcept {
   return impl(*this).draining_;

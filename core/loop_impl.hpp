@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/tls.hpp"
 #include "ember/reactor.hpp"
 #include "ember/slab.hpp"
 
@@ -40,18 +41,39 @@ class ConnectionImpl final : public Connection {
   void want_write() noexcept;
   void close() noexcept;
   void abort() noexcept { fail(0); }
-  void pause_reading() noexcept;
-  void resume_reading() noexcept;
+  // Reasons to stop reading; reading runs while none is set.
+  enum PauseReason : uint8_t { kPauseUser = 1, kPauseOutput = 2 };
+  void pause(uint8_t reason) noexcept;
+  void resume(uint8_t reason) noexcept;
   bool closing() const noexcept { return closing_ || closed_; }
+  void set_deadline(uint64_t delay_ms) noexcept;
+  void clear_deadline() noexcept;
+  void switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread);
+  void set_handler(std::unique_ptr<ConnectionHandler> h) noexcept { handler_ = std::move(h); }
+  size_t pending_output() const noexcept { return writing_ && out_ ? out_->size() : 0; }
+  const uv_handle_t* handle() const noexcept { return &h_.handle; }
+  // TLS (core/tls.hpp): the handler sees plaintext and gets on_open() once
+  // the handshake is done. Call before start().
+  void use_tls_server(std::shared_ptr<tls::ServerContext> ctx);
+  bool secure() const noexcept { return tls_ != nullptr; }
+  std::string_view alpn() const noexcept { return tls_ ? tls_->alpn() : std::string_view(); }
+  std::string_view server_name() const noexcept {
+    return tls_ ? tls_->server_name() : std::string_view();
+  }
 
   void flush() noexcept;  // flush phase
   void drain() noexcept;  // reactor drain notice
-  void fail(int error) noexcept;
+  void fail(int error, std::string text = {}) noexcept;
+
+  // Outbound: resolve (when `host` is a name), connect, then start().
+  void connect_tcp(const std::string& host, uint16_t port, ConnectOptions options);
+  void connect_unix(const std::string& path, ConnectOptions options);
 
   LoopImpl& loop_;
   uint64_t id_;
   bool is_unix_;
   bool in_dirty_ = false;
+  std::string error_text_;
   ConnectionImpl* prev_ = nullptr;
   ConnectionImpl* next_ = nullptr;
 
@@ -60,8 +82,26 @@ class ConnectionImpl final : public Connection {
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_closed(uv_handle_t* h);
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  static void on_connected(uv_connect_t* req, int status);
+  static void on_deadline(TimerEntry* t);
   void write_out() noexcept;
+  void release_write_request() noexcept;
+  // The output chain, borrowed from the loop while this connection has
+  // output (see LoopImpl::take_chain).
+  IoChain& output();
+  void return_output() noexcept;
   void do_close() noexcept;
+  void maybe_delete() noexcept;
+  void open_handler() noexcept;
+  void start_tls() noexcept;
+  void feed_tls(const Bytes& data) noexcept;
+  void flush_tls() noexcept;
+  void drop_read_buffer_if_unused() noexcept;
+
+  // Everything TLS needs, allocated only for a TLS connection (an idle
+  // plaintext connection should cost as little memory as possible).
+  struct TlsLayer;
 
   union {
     uv_handle_t handle;
@@ -69,9 +109,25 @@ class ConnectionImpl final : public Connection {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } h_;
-  uv_write_t wreq_;
+  uv_write_t* wreq_ = nullptr;  // from the loop's slab while a write is queued
   std::unique_ptr<ConnectionHandler> handler_;
-  IoChain out_;
+  std::vector<std::unique_ptr<ConnectionHandler>> retired_;  // switched away from; freed in flush
+  TimerEntry deadline_;
+  // Outbound connections only.
+  struct Outbound {
+    uv_getaddrinfo_t resolve;
+    uv_connect_t connect;
+    std::string target;  // "host:port" or the path, for messages
+    ConnectOptions options;
+    uint16_t port = 0;
+    bool resolving = false;
+    bool connecting = false;
+  };
+  std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<TlsLayer> tls_layer_;
+  tls::Engine* tls_ = nullptr;     // tls_layer_'s engine, once the handshake started
+  bool handle_closed_ = false;     // on_closed ran; waiting for a resolve callback
+  IoChain* out_ = nullptr;         // borrowed from the loop while there is output
   BufferStorage* rbuf_ = nullptr;  // current read buffer (one reference held)
   ReadTarget direct_;              // set between on_alloc and on_read for an in-place read
   size_t roff_ = 0;                // fill level of rbuf_
@@ -80,13 +136,16 @@ class ConnectionImpl final : public Connection {
   bool closing_ = false;  // close() requested: flush, then close
   bool closed_ = false;   // uv_close issued
   bool reading_ = false;
-  bool paused_ = false;
+  uint8_t paused_ = 0;    // PauseReason bits
+  bool opened_ = false;   // handler got on_open
+  bool started_ = false;  // socket connected and set up
 };
 
 struct Listener {
   LoopImpl* loop = nullptr;
   bool is_unix = false;
   std::shared_ptr<HandlerFactory> factory;
+  std::shared_ptr<tls::ServerContext> tls;  // TLS on every accepted connection
   union {
     uv_handle_t handle;
     uv_stream_t stream;
@@ -108,6 +167,12 @@ class LoopImpl final : public Loop {
   void force_close() noexcept;
   Result<void> add_listener(std::unique_ptr<Listener> listener, int fd, size_t backlog);
 
+  // Output chains lent to connections while they have output: an idle
+  // connection holds none, and a returned chain keeps its capacity for the
+  // next writer, so steady state allocates nothing.
+  IoChain* take_chain();
+  void give_chain(IoChain* chain) noexcept;
+
   void add_connection(ConnectionImpl* c) noexcept;
   void remove_connection(ConnectionImpl* c) noexcept;
   void mark_dirty(ConnectionImpl* c) noexcept;
@@ -125,7 +190,8 @@ class LoopImpl final : public Loop {
   BufferPool pool_;
   SlabAllocator slab_;
   std::shared_ptr<Mailbox> mailbox_;
-  std::thread::id thread_id_;
+  // Written by the loop thread as it starts; read from any thread (on_loop_thread).
+  std::atomic<std::thread::id> thread_id_{};
   bool draining_ = false;
   bool forced_ = false;
   size_t connection_count_ = 0;
@@ -147,6 +213,7 @@ class LoopImpl final : public Loop {
   static void on_spin(uv_idle_t* i);
   static void on_timer(uv_timer_t* t);
   static void on_drain_timeout(uv_timer_t* t);
+  static void on_decay(uv_timer_t* t);
   void flush_dirty() noexcept;
   void close_handles() noexcept;
   void heap_remove(size_t i) noexcept;
@@ -163,8 +230,10 @@ class LoopImpl final : public Loop {
   uint64_t busy_poll_ns_ = 0;
   uv_timer_t timer_;
   uv_timer_t drain_timer_;
+  uv_timer_t decay_timer_;  // returns idle pool buffers (BufferPool::decay)
   bool finished_ = false;
   std::vector<TimerEntry*> heap_;
+  std::vector<std::unique_ptr<IoChain>> spare_chains_;
   std::vector<ConnectionImpl*> dirty_;
   std::vector<ConnectionImpl*> flushing_;
   ConnectionImpl* conns_ = nullptr;  // intrusive list

@@ -1,13 +1,16 @@
 #include "ember/reactor.hpp"
 
 #include <netdb.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -31,8 +34,22 @@ unsigned default_threads() {
     EMBER_WARN("ember.reactor", "ignoring EMBER_THREADS: expected a whole number from 1 to 1024",
                {"value", v});
   }
-  unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1 : n;
+  // The CPUs we may actually use: the affinity mask (taskset, cpusets),
+  // capped by a cgroup v2 CPU quota (containers); hardware_concurrency()
+  // sees neither.
+  size_t n = Reactor::allowed_cpus().size();
+  if (FILE* f = std::fopen("/sys/fs/cgroup/cpu.max", "r")) {
+    char quota[32] = {0};
+    unsigned long long period = 0;
+    if (std::fscanf(f, "%31s %llu", quota, &period) == 2 && std::strcmp(quota, "max") != 0 &&
+        period > 0) {
+      unsigned long long q = std::strtoull(quota, nullptr, 10);
+      size_t cap = static_cast<size_t>((q + period - 1) / period);
+      if (cap > 0 && cap < n) n = cap;
+    }
+    std::fclose(f);
+  }
+  return n == 0 ? 1 : static_cast<unsigned>(n);
 }
 
 Result<int> tcp_listener(const addrinfo* ai, size_t backlog) {
@@ -58,6 +75,43 @@ Result<int> tcp_listener(const addrinfo* ai, size_t backlog) {
 
 }  // namespace
 
+std::vector<unsigned> Reactor::allowed_cpus() {
+  std::vector<unsigned> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (unsigned i = 0; i < CPU_SETSIZE; ++i)
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+  }
+  if (cpus.empty()) {
+    unsigned n = std::thread::hardware_concurrency();
+    for (unsigned i = 0; i < (n ? n : 1); ++i)
+      cpus.push_back(i);
+  }
+  return cpus;
+}
+
+Backoff::Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds max) noexcept
+    : initial_(initial), max_(max) {
+  rng_ = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+         reinterpret_cast<uintptr_t>(this);
+  if (rng_ == 0) rng_ = 0x9e3779b97f4a7c15ull;
+}
+
+std::chrono::milliseconds Backoff::next() noexcept {
+  uint64_t base = static_cast<uint64_t>(initial_.count());
+  for (unsigned i = 0; i < attempt_ && base < static_cast<uint64_t>(max_.count()); ++i)
+    base *= 2;
+  base = std::min<uint64_t>(base, static_cast<uint64_t>(max_.count()));
+  if (attempt_ < 64) ++attempt_;
+  // xorshift64: jitter spreads reconnecting clients; no need for a strong RNG.
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  uint64_t half = base / 2;
+  return std::chrono::milliseconds(half + (base - half == 0 ? 0 : rng_ % (base - half + 1)));
+}
+
 void Reactor::Impl::request_stop() noexcept {
   if (stopping.exchange(true)) return;
   for (auto& l : loops)
@@ -75,6 +129,7 @@ void Reactor::Impl::on_loop_finished(detail::LoopImpl& loop) noexcept {
   if (loop.index_ == 0 && signals_on) {
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
     signals_on = false;
   }
 }
@@ -111,6 +166,21 @@ Reactor::Reactor(ReactorOptions options) : impl_(std::make_unique<Impl>()) {
     // Signals alone must not keep a loop alive.
     uv_unref(reinterpret_cast<uv_handle_t*>(&impl_->sigterm));
     uv_unref(reinterpret_cast<uv_handle_t*>(&impl_->sigint));
+    uv_signal_init(l0.uv_loop(), &impl_->sighup);
+    impl_->sighup.data = impl_.get();
+    uv_signal_start(
+        &impl_->sighup,
+        [](uv_signal_t* h, int) {
+          auto* self = static_cast<Impl*>(h->data);
+          if (self->reload_hook) {
+            EMBER_INFO("ember.reactor", "SIGHUP received; reloading");
+            self->reload_hook();
+          } else {
+            EMBER_INFO("ember.reactor", "SIGHUP received; nothing to reload");
+          }
+        },
+        SIGHUP);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&impl_->sighup));
     impl_->signals_on = true;
   }
 }
@@ -119,6 +189,7 @@ Reactor::~Reactor() {
   if (impl_->signals_on) {
     uv_close(reinterpret_cast<uv_handle_t*>(&impl_->sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&impl_->sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&impl_->sighup), nullptr);
     impl_->signals_on = false;
   }
   impl_->loops.clear();
@@ -136,12 +207,15 @@ const ReactorOptions& Reactor::options() const noexcept {
 void Reactor::on_drain_start(std::function<void()> fn) {
   impl_->drain_hook = std::move(fn);
 }
+void Reactor::on_reload(std::function<void()> fn) {
+  impl_->reload_hook = std::move(fn);
+}
 void Reactor::stop() noexcept {
   impl_->request_stop();
 }
 
-Result<uint16_t> Reactor::listen_tcp(const std::string& host, uint16_t port,
-                                     HandlerFactory factory) {
+Result<uint16_t> Reactor::listen_tcp(const std::string& host, uint16_t port, HandlerFactory factory,
+                                     std::shared_ptr<tls::ServerContext> tls) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -169,6 +243,7 @@ Result<uint16_t> Reactor::listen_tcp(const std::string& host, uint16_t port,
                    fd.error().code);
     auto l = std::make_unique<detail::Listener>();
     l->factory = shared;
+    l->tls = tls;
     Result<void> added = loop->add_listener(std::move(l), *fd, impl_->options.listen_backlog);
     if (!added) return added.error();
   }

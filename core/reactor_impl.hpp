@@ -27,8 +27,10 @@ struct Reactor::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> forcing{false};
   std::function<void()> drain_hook;
+  std::function<void()> reload_hook;
   uv_signal_t sigterm;
   uv_signal_t sigint;
+  uv_signal_t sighup;
   bool signals_on = false;
   bool ran = false;
 

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -22,6 +23,9 @@ namespace ember {
 struct BufferPoolOptions {
   // Bytes each size class may keep cached while idle.
   size_t max_cached_bytes_per_class = 8u << 20;
+  // A loop calls decay() this often (0: never), so a burst's buffers go back
+  // to the allocator within two periods once they are no longer needed.
+  std::chrono::milliseconds decay_interval{250};
 };
 
 struct BufferPoolStats {
@@ -52,6 +56,10 @@ class BufferPool {
   BufferPoolStats stats() const noexcept;
   // Frees every cached buffer (e.g. after a burst, to give memory back).
   void trim() noexcept;
+  // Frees the cached buffers that no take() needed since the previous call
+  // and returns their bytes: called periodically, memory held after a burst
+  // goes back while a steady load keeps its working set. Owner thread only.
+  size_t decay() noexcept;
 
   struct Core;  // shared with outstanding buffers; see buffer_pool.cpp
 

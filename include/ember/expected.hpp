@@ -32,7 +32,7 @@ class [[nodiscard]] Expected {
  public:
   template <class U = T, std::enable_if_t<std::is_constructible_v<T, U&&> &&
                                               !std::is_same_v<std::decay_t<U>, Expected> &&
-                                              !std::is_constructible_v<E, U&&>,
+                                              !std::is_convertible_v<U&&, E>,
                                           int> = 0>
   Expected(U&& value) : v_(std::in_place_index<0>, std::forward<U>(value)) {}
   Expected(E error) : v_(std::in_place_index<1>, std::move(error)) {}

@@ -21,6 +21,8 @@
 
 namespace ember {
 
+class BufferPool;
+
 // The read side: memory the next socket read should land in instead of a
 // pool buffer (a large payload's final place), so no copy follows the read.
 struct ReadTarget {
@@ -34,8 +36,15 @@ class IoChain {
   static constexpr size_t kCorkChunk = 16 * 1024;
 
   IoChain() = default;
+  ~IoChain();
   IoChain(const IoChain&) = delete;
   IoChain& operator=(const IoChain&) = delete;
+
+  // Cork memory from `pool` (a loop's), handed back on every clear(): an
+  // idle connection then holds no cork, and the next writer on the loop
+  // reuses the same warm chunk. Without a pool the chunks stay with the
+  // chain across clear(). Call before the first append.
+  void use_pool(BufferPool& pool) noexcept { pool_ = &pool; }
 
   // Copies `n` bytes into the cork.
   void append_copy(const void* data, size_t n);
@@ -63,10 +72,16 @@ class IoChain {
   size_t first_ = 0;
   size_t bytes_ = 0;
   std::vector<Bytes> held_;
-  std::vector<std::unique_ptr<uint8_t[]>> cork_;  // chunks of kCorkChunk (or larger)
-  std::vector<size_t> cork_size_;
-  size_t cork_index_ = 0;   // chunk being filled
-  size_t cork_offset_ = 0;  // fill level of that chunk
+  struct CorkChunk {
+    uint8_t* data;
+    size_t size;
+    BufferStorage* pooled;             // from pool_, or null
+    std::unique_ptr<uint8_t[]> owned;  // from the heap, or null
+  };
+  std::vector<CorkChunk> cork_;  // chunks of kCorkChunk (or larger)
+  size_t cork_index_ = 0;        // chunk being filled
+  size_t cork_offset_ = 0;       // fill level of that chunk
+  BufferPool* pool_ = nullptr;
 };
 
 }  // namespace ember

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ember/buffer_pool.hpp"
 #include "ember/bytes.hpp"
@@ -83,6 +84,9 @@ class ConnectionHandler {
   virtual void on_close(Connection&, int /*error*/) {}
   // The reactor is draining: finish in-flight work, then close().
   virtual void on_drain(Connection& conn) = 0;
+  // The deadline set with Connection::set_deadline() passed. The default
+  // closes the connection at once.
+  virtual void on_timeout(Connection& conn);
 };
 
 class Connection {
@@ -95,9 +99,39 @@ class Connection {
   void close() noexcept;
   // Closes now, dropping pending output.
   void abort() noexcept;
+  // Stops reading until resume_reading(). Protocols call it when input they
+  // have not delivered yet passes their bound. The core also stops reading
+  // on its own while more than ReactorOptions::output_high_water bytes wait
+  // for the socket; the two reasons are independent.
   void pause_reading() noexcept;
   void resume_reading() noexcept;
   bool closing() const noexcept;
+  // Bytes handed to the socket that it has not taken yet.
+  size_t pending_output() const noexcept;
+
+  // One deadline per connection on the loop's timer heap: on_timeout() runs
+  // when it passes. Setting it again moves it; clear_deadline() disarms it.
+  void set_deadline(uint64_t delay_ms) noexcept;
+  void clear_deadline() noexcept;
+
+  // Hands the connection to another protocol (HTTP/1.1 Upgrade to WebSocket
+  // or h2c, a sniffer choosing HTTP/2). Call it from one of the current
+  // handler's callbacks; that handler stays alive until the callback returns,
+  // writes what it still holds in the next flush (ahead of its successor's
+  // output), and is then destroyed on the loop. `next` gets on_open() at once, then
+  // `unread` (bytes the old handler read but did not use) through on_data().
+  void switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread = {});
+
+  // TLS: whether the connection is encrypted, the protocol ALPN chose ("h2",
+  // "http/1.1"; empty when none) and the host name the client sent (SNI).
+  bool secure() const noexcept;
+  std::string_view alpn() const noexcept;
+  std::string_view server_name() const noexcept;
+  // The peer's address as "ip:port" ("unix" for Unix sockets).
+  std::string peer_address() const;
+  // Why the connection failed, for messages (connect, resolve, TLS,
+  // timeouts); empty when it closed normally.
+  const std::string& error_text() const noexcept;
 
  protected:
   Connection() = default;
@@ -106,9 +140,53 @@ class Connection {
 
 using HandlerFactory = std::function<std::unique_ptr<ConnectionHandler>(Loop&)>;
 
+namespace tls {
+class ServerContext;
+class ClientContext;
+}  // namespace tls
+
+// Outbound connections (Loop::connect). The handler sees the same seam as an
+// accepted connection: on_open() once connected (and, with TLS, once the
+// handshake is done), on_close() when it ends. A connection that never opens
+// gets on_close() with a negative libuv code and error_text() says why
+// ("resolve db.internal: unknown node or service", "connect 127.0.0.1:5672:
+// connection refused", "connect …: timed out after 10000 ms", TLS errors).
+struct ConnectOptions {
+  std::chrono::milliseconds timeout{10'000};  // resolve + connect + TLS handshake
+  std::shared_ptr<tls::ClientContext> tls;    // nullptr: plain TCP
+  // SNI and certificate host name; the connect host when empty.
+  std::string server_name;
+  size_t socket_send_buffer = 0;  // SO_SNDBUF (0: the kernel's default)
+};
+
+// Exponential backoff with full jitter, for reconnect loops: each delay is
+// drawn uniformly from [base/2, base] where base doubles from `initial` up to
+// `max`. reset() after a success.
+class Backoff {
+ public:
+  explicit Backoff(std::chrono::milliseconds initial = std::chrono::milliseconds(100),
+                   std::chrono::milliseconds max = std::chrono::milliseconds(30'000)) noexcept;
+  std::chrono::milliseconds next() noexcept;
+  void reset() noexcept { attempt_ = 0; }
+  unsigned attempts() const noexcept { return attempt_; }
+
+ private:
+  std::chrono::milliseconds initial_, max_;
+  unsigned attempt_ = 0;
+  uint64_t rng_;
+};
+
 struct ReactorOptions {
-  // Loops (threads). 0: one per core, or EMBER_THREADS when set.
+  // Loops (threads). 0: EMBER_THREADS when set, else one per CPU this
+  // process may run on (its affinity mask, capped by a cgroup CPU quota).
   unsigned threads = 0;
+  // Pin loop i to the i-th CPU of the affinity mask.
+  bool pin_threads = false;
+  // Stop reading a connection while more than this many output bytes wait
+  // for its socket (a peer that does not read its answers stops being read).
+  size_t output_high_water = 1u << 20;
+  // A TLS handshake on an accepted connection must finish within this.
+  std::chrono::milliseconds tls_handshake_timeout{10'000};
   // In-flight work gets this long after SIGTERM/stop() before connections are cut.
   std::chrono::milliseconds drain_timeout{30'000};
   // Install SIGTERM/SIGINT handlers that drain (a second signal cuts at once).
@@ -154,6 +232,14 @@ class Loop {
   // Connections: count on this loop.
   size_t connections() const noexcept;
 
+  // Loop thread. Connects to host:port (the name resolved off the loop
+  // thread) and hands the connection to `handler`; see ConnectOptions.
+  void connect(const std::string& host, uint16_t port, std::unique_ptr<ConnectionHandler> handler,
+               ConnectOptions options = {});
+  // Loop thread. Connects to a Unix socket.
+  void connect_unix(const std::string& path, std::unique_ptr<ConnectionHandler> handler,
+                    ConnectOptions options = {});
+
  protected:
   Loop() = default;
   ~Loop() = default;
@@ -172,7 +258,10 @@ class Reactor {
 
   // Each loop binds its own SO_REUSEPORT socket; returns the bound port
   // (useful with port 0). Call before run().
-  Result<uint16_t> listen_tcp(const std::string& host, uint16_t port, HandlerFactory factory);
+  // With `tls`, every connection is TLS; the handler sees plaintext and
+  // gets on_open() after the handshake.
+  Result<uint16_t> listen_tcp(const std::string& host, uint16_t port, HandlerFactory factory,
+                              std::shared_ptr<tls::ServerContext> tls = nullptr);
   // Binds a Unix socket at `path` and every loop watches it. A stale socket
   // file (nobody listening) is replaced; a live one or a non-socket is an error.
   // The file is removed when the reactor stops.
@@ -186,6 +275,12 @@ class Reactor {
   void stop() noexcept;
   // Called on loop 0 when a drain begins (signal or stop()).
   void on_drain_start(std::function<void()> fn);
+  // Called on loop 0 on SIGHUP (with handle_signals): reload certificates,
+  // configuration. Without a hook SIGHUP is ignored.
+  void on_reload(std::function<void()> fn);
+
+  // The CPUs this process may run on (affinity mask), in order.
+  static std::vector<unsigned> allowed_cpus();
 
   struct Impl;
 

@@ -1,10 +1,7 @@
 // Steady-state heap allocations of the gRPC path, counted.
 //
-// This binary replaces the global operator new/delete, and the link wraps
-// malloc, calloc, realloc, posix_memalign and aligned_alloc for every object
-// in it and in libember.a (the SlabAllocator behind nghttp2 calls malloc).
-// Counting is per thread and only while armed, so gtest's own bookkeeping
-// is never counted.
+// Counted by tests/unit/support/allocation_counter.hpp (per thread, while
+// armed; malloc inside Ember's static libraries included).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -15,164 +12,15 @@
 
 #include "protocols/grpc/client.hpp"
 #include "protocols/grpc/server.hpp"
-
-extern "C" {
-void* __real_malloc(size_t);
-void* __real_calloc(size_t, size_t);
-void* __real_realloc(void*, size_t);
-void __real_free(void*);
-int __real_posix_memalign(void**, size_t, size_t);
-void* __real_aligned_alloc(size_t, size_t);
-}
-
-namespace {
-
-thread_local bool t_armed = false;
-thread_local uint64_t t_count = 0;
-
-inline void note() {
-  if (t_armed) ++t_count;
-}
-
-void* cxx_alloc(size_t n) {
-  note();
-  void* p = __real_malloc(n ? n : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-
-void* cxx_alloc_aligned(size_t n, std::align_val_t al) {
-  note();
-  void* p = nullptr;
-  size_t a = std::max(static_cast<size_t>(al), sizeof(void*));
-  if (__real_posix_memalign(&p, a, n ? n : 1) != 0) throw std::bad_alloc();
-  return p;
-}
-
-}  // namespace
-
-extern "C" {
-void* __wrap_malloc(size_t n) {
-  note();
-  return __real_malloc(n);
-}
-void* __wrap_calloc(size_t n, size_t s) {
-  note();
-  return __real_calloc(n, s);
-}
-void* __wrap_realloc(void* p, size_t n) {
-  note();
-  return __real_realloc(p, n);
-}
-void __wrap_free(void* p) {
-  __real_free(p);
-}
-int __wrap_posix_memalign(void** out, size_t align, size_t n) {
-  note();
-  return __real_posix_memalign(out, align, n);
-}
-void* __wrap_aligned_alloc(size_t align, size_t n) {
-  note();
-  return __real_aligned_alloc(align, n);
-}
-}
-
-void* operator new(size_t n) {
-  return cxx_alloc(n);
-}
-void* operator new[](size_t n) {
-  return cxx_alloc(n);
-}
-void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  note();
-  return __real_malloc(n ? n : 1);
-}
-void* operator new[](size_t n, const std::nothrow_t&) noexcept {
-  note();
-  return __real_malloc(n ? n : 1);
-}
-void* operator new(size_t n, std::align_val_t al) {
-  return cxx_alloc_aligned(n, al);
-}
-void* operator new[](size_t n, std::align_val_t al) {
-  return cxx_alloc_aligned(n, al);
-}
-void* operator new(size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-  try {
-    return cxx_alloc_aligned(n, al);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-  try {
-    return cxx_alloc_aligned(n, al);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void operator delete(void* p) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p) noexcept {
-  __real_free(p);
-}
-void operator delete(void* p, size_t) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p, size_t) noexcept {
-  __real_free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  __real_free(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  __real_free(p);
-}
-void operator delete(void* p, size_t, std::align_val_t) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p, size_t, std::align_val_t) noexcept {
-  __real_free(p);
-}
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  __real_free(p);
-}
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  __real_free(p);
-}
+#include "tests/unit/support/allocation_counter.hpp"
 
 namespace ember::grpc {
 namespace {
 
-// Counts heap allocations made by `fn` on this thread.
-template <class Fn>
-uint64_t count_allocations(Fn&& fn) {
-  uint64_t before = t_count;
-  t_armed = true;
-  // Compiler barriers: GCC knows malloc reads no user memory and would
-  // otherwise drop the store of `true` as dead.
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  fn();
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_armed = false;
-  return t_count - before;
-}
+using ember::test::count_allocations;
 
-TEST(AllocationCounter, SeesEveryKindOfAllocation) {
-  // Without this, a zero below could mean the hooks are not wired up.
-  EXPECT_EQ(count_allocations([] { delete new int(1); }), 1u);
-  EXPECT_EQ(count_allocations([] {
-              void* volatile p = std::malloc(10);  // volatile: not elided
-              std::free(p);
-            }),
-            1u);
+// Allocations inside Ember's static libraries are seen too.
+TEST(AllocationCounter, SeesEmberAllocations) {
   EXPECT_EQ(count_allocations([] { std::string s(1000, 'x'); }), 1u);
   EXPECT_EQ(count_allocations([] { (void)MutableBuffer::allocate(10); }), 1u);
   SlabAllocator slab;

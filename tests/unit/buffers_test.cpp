@@ -262,6 +262,27 @@ TEST(BufferPool, TrimFreesTheCache) {
   EXPECT_EQ(pool.stats().misses, 3u);
 }
 
+TEST(BufferPool, DecayFreesOnlyWhatAWholePeriodDidNotNeed) {
+  BufferPool pool;
+  std::vector<MutableBuffer> burst;
+  for (int i = 0; i < 8; ++i)
+    burst.push_back(pool.take(1));
+  burst.clear();                // a burst is over: 8 buffers cached
+  EXPECT_EQ(pool.decay(), 0u);  // the burst fell into this period
+  // A steady load of 2 buffers at a time during the next period.
+  for (int round = 0; round < 3; ++round) {
+    MutableBuffer a = pool.take(1), b = pool.take(1);
+  }
+  EXPECT_EQ(pool.decay(), 6u * 4096);  // 6 were never needed in the period
+  EXPECT_EQ(pool.stats().cached_bytes, 2u * 4096);
+  for (int round = 0; round < 3; ++round) {
+    MutableBuffer a = pool.take(1), b = pool.take(1);
+  }
+  EXPECT_EQ(pool.decay(), 0u);         // the working set stays
+  EXPECT_EQ(pool.decay(), 2u * 4096);  // idle for a whole period: all goes
+  EXPECT_EQ(pool.stats().cached_bytes, 0u);
+}
+
 TEST(BufferPool, BindMovesOwnershipToAnotherThread) {
   BufferPool pool;
   uint8_t* p = nullptr;
