@@ -16,6 +16,8 @@ struct ClientSession::Call {
   int http_status = 0;
   bool have_grpc_status = false;
   bool done = false;
+  bool streaming = false;
+  ClientSession* session = nullptr;  // for on_message
   int grpc_status = 0;
   std::string grpc_message;
   uint8_t messages = 0;
@@ -42,11 +44,34 @@ ClientSession::~ClientSession() {
 
 Result<void> ClientSession::start_unary(std::string_view path, std::span<const uint8_t> head,
                                         Bytes body, uint64_t tag, uint64_t timeout_ns) {
+  return start(path, head, std::move(body), tag, timeout_ns, false);
+}
+
+Result<void> ClientSession::start_server_streaming(std::string_view path,
+                                                   std::span<const uint8_t> head, Bytes body,
+                                                   uint64_t tag, uint64_t timeout_ns) {
+  return start(path, head, std::move(body), tag, timeout_ns, true);
+}
+
+bool ClientSession::cancel(uint64_t tag, Status status) {
+  for (Call* c = live_; c; c = c->next) {
+    if (c->tag != tag || c->done) continue;
+    finish(c, std::move(status));
+    h2_.submit_rst_stream(c->stream_id, NGHTTP2_CANCEL);
+    return true;
+  }
+  return false;
+}
+
+Result<void> ClientSession::start(std::string_view path, std::span<const uint8_t> head, Bytes body,
+                                  uint64_t tag, uint64_t timeout_ns, bool streaming) {
   if (head.size() > http2::Body::kMaxHead - 5)
     return Error("request head too long for one frame prefix");
   void* mem = slab_.allocate(sizeof(Call));
   if (!mem) return Error("out of memory");
   auto* call = new (mem) Call(tag, options_.max_receive_message_size, pool_);
+  call->streaming = streaming;
+  call->session = this;
   uint8_t prefixed[http2::Body::kMaxHead];
   write_message_prefix(prefixed, static_cast<uint32_t>(head.size() + body.size()));
   if (!head.empty()) std::memcpy(prefixed + 5, head.data(), head.size());
@@ -54,7 +79,7 @@ Result<void> ClientSession::start_unary(std::string_view path, std::span<const u
   std::string timeout = timeout_ns ? format_timeout(timeout_ns) : std::string();
   http2::Header headers[] = {
       {":method", "POST", true},
-      {":scheme", "http", true},
+      {":scheme", options_.scheme, false},
       {":path", path, false},
       {":authority", options_.authority, false},
       {"content-type", "application/grpc", true},
@@ -103,6 +128,11 @@ void ClientSession::on_headers_end(int32_t) {}
 
 void ClientSession::on_message(void* ctx, Bytes message) {
   auto* call = static_cast<Call*>(ctx);
+  if (call->streaming) {
+    // The handler may cancel the call from inside: later messages are dropped.
+    if (!call->done) call->session->handler_.on_message(call->tag, std::move(message));
+    return;
+  }
   if (call->messages++ == 0) call->message = std::move(message);
 }
 

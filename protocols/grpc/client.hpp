@@ -1,7 +1,10 @@
-// gRPC client session (sans-I/O): unary calls over an HTTP/2 client session.
+// gRPC client session (sans-I/O): unary and server-streaming calls over an
+// HTTP/2 client session.
 //
-// start_unary() queues a request; feed() server bytes; produce() bytes to
-// send; ClientHandler::on_response() reports each call's status and message.
+// start_unary() / start_server_streaming() queue a request; feed() server
+// bytes; produce() bytes to send; ClientHandler::on_message() delivers a
+// streaming call's messages and on_response() each call's status (and a
+// unary call's message). A grpc::Channel runs this session on a Loop.
 // Request bodies are sent by reference, response messages arrive as slices of
 // the fed buffers when they fit in one chunk.
 #pragma once
@@ -27,6 +30,7 @@ struct ClientOptions {
   http2::Settings http2;
   size_t max_receive_message_size = 4u << 20;  // grpc and tonic's default
   std::string authority = "localhost";
+  std::string scheme = "http";  // "https" over TLS
   std::string user_agent = "ember-grpc/0.1";
 };
 
@@ -36,6 +40,10 @@ class ClientHandler {
   // Exactly once per started call. `message` is the response message when
   // the status is OK (absent if the server sent none).
   virtual void on_response(uint64_t tag, Status status, std::optional<Bytes> message) = 0;
+  // Server-streaming calls: each response message in order, before
+  // on_response() (whose `message` is then always absent). The slice shares
+  // the fed buffer (or a gathered one); keep it by copying the Bytes.
+  virtual void on_message(uint64_t /*tag*/, Bytes /*message*/) {}
 };
 
 class ClientSession final : private http2::SessionHandler {
@@ -49,6 +57,12 @@ class ClientSession final : private http2::SessionHandler {
   // session cannot take more streams.
   Result<void> start_unary(std::string_view path, std::span<const uint8_t> head, Bytes body,
                            uint64_t tag, uint64_t timeout_ns = 0);
+  // The same for a server-streaming method: any number of response messages.
+  Result<void> start_server_streaming(std::string_view path, std::span<const uint8_t> head,
+                                      Bytes body, uint64_t tag, uint64_t timeout_ns = 0);
+  // Ends a call in flight at once: on_response(tag, status) now, RST_STREAM
+  // CANCEL to the server. False when no such call is waiting for its status.
+  bool cancel(uint64_t tag, Status status = {StatusCode::cancelled, "cancelled by the client"});
 
   Result<void> feed(const Bytes& input);
   Result<void> produce(IoChain& out) { return h2_.produce(out); }
@@ -62,6 +76,8 @@ class ClientSession final : private http2::SessionHandler {
 
  private:
   struct Call;
+  Result<void> start(std::string_view path, std::span<const uint8_t> head, Bytes body, uint64_t tag,
+                     uint64_t timeout_ns, bool streaming);
   void on_headers_begin(int32_t id) override;
   void on_header(int32_t id, std::string_view name, std::string_view value) override;
   void on_headers_end(int32_t id) override;

@@ -49,8 +49,24 @@ ServerSession::ServerSession(ServerHandler& handler, const ServerOptions& option
 
 ServerSession::~ServerSession() {
   // nghttp2_session_del() closes streams without callbacks: end the calls here.
+  end_calls();
+}
+
+void ServerSession::end_calls() {
   while (ServerCall* call = live_) {
-    if (call->dispatched_) handler_.on_call_end(*call, false);
+    h2_.set_stream_data(call->stream_id_, nullptr);
+    if (call->dispatched_) {
+      // Answers the handler gives from the callback are ignored.
+      call->state_ = ServerCall::State::rejected;
+      handler_.on_call_end(*call, false);
+    }
+    destroy(call);
+  }
+}
+
+void ServerSession::abandon_calls() noexcept {
+  while (ServerCall* call = live_) {
+    h2_.set_stream_data(call->stream_id_, nullptr);
     destroy(call);
   }
 }
@@ -113,6 +129,16 @@ void ServerSession::on_header(int32_t id, std::string_view name, std::string_vie
       call->timeout_bad_ = true;
     }
   }
+}
+
+// The HTTP/2 layer stopped a header block at its limit: answer as for our
+// own limit (RESOURCE_EXHAUSTED), not with a bare stream reset.
+bool ServerSession::on_header_limit(int32_t id) {
+  ServerCall* call = call_of(id);
+  if (!call || call->headers_done_) return false;
+  call->too_large_ = true;
+  on_headers_end(id);
+  return true;
 }
 
 void ServerSession::on_headers_end(int32_t id) {
@@ -191,23 +217,34 @@ void ServerSession::on_remote_end(int32_t id) {
   handler_.on_call(*call);
 }
 
-void ServerSession::respond(ServerCall& call, std::span<const uint8_t> head, Bytes body) {
-  if (call.state_ != ServerCall::State::dispatched) return;
+namespace {
+const Header kResponseHeaders[] = {{":status", "200", true},
+                                   {"content-type", "application/grpc", true}};
+}  // namespace
+
+bool ServerSession::frame(ServerCall& call, std::span<const uint8_t> head, Bytes body) {
   uint8_t prefixed[http2::Body::kMaxHead];
   size_t total = head.size() + body.size();
   if (head.size() > http2::Body::kMaxHead - 5 || total > UINT32_MAX) {
-    fail(call, StatusCode::resource_exhausted,
-         "response message of " + std::to_string(total) + " bytes cannot be framed");
-    return;
+    std::string why = "response message of " + std::to_string(total) + " bytes cannot be framed";
+    if (call.streaming_)
+      finish(call, StatusCode::resource_exhausted, why);
+    else
+      fail(call, StatusCode::resource_exhausted, why);
+    return false;
   }
   write_message_prefix(prefixed, static_cast<uint32_t>(total));
   if (!head.empty()) std::memcpy(prefixed + 5, head.data(), head.size());
   call.body_.reset(std::span<const uint8_t>(prefixed, 5 + head.size()), std::move(body));
+  return true;
+}
+
+void ServerSession::respond(ServerCall& call, std::span<const uint8_t> head, Bytes body) {
+  if (call.state_ != ServerCall::State::dispatched) return;
+  if (!frame(call, head, std::move(body))) return;
   call.body_.trailers = true;
   call.state_ = ServerCall::State::responded;
-  static const Header kHeaders[] = {{":status", "200", true},
-                                    {"content-type", "application/grpc", true}};
-  int rv = h2_.submit_response(call.stream_id_, kHeaders, &call.body_);
+  int rv = h2_.submit_response(call.stream_id_, kResponseHeaders, &call.body_);
   if (rv != 0) {
     EMBER_WARN("ember.grpc", "cannot submit response", {"stream", call.stream_id_},
                {"error", nghttp2_strerror(rv)});
@@ -215,12 +252,85 @@ void ServerSession::respond(ServerCall& call, std::span<const uint8_t> head, Byt
   }
 }
 
+void ServerSession::write(ServerCall& call, std::span<const uint8_t> head, Bytes body) {
+  if (call.state_ == ServerCall::State::dispatched) {
+    // The first message goes with the response headers, straight into body_.
+    if (!frame(call, head, std::move(body))) return;
+    call.streaming_ = true;
+    call.body_.open = true;
+    call.state_ = ServerCall::State::streaming;
+    int rv = h2_.submit_response(call.stream_id_, kResponseHeaders, &call.body_);
+    if (rv != 0) {
+      EMBER_WARN("ember.grpc", "cannot submit response", {"stream", call.stream_id_},
+                 {"error", nghttp2_strerror(rv)});
+      call.state_ = ServerCall::State::responded;
+      h2_.submit_rst_stream(call.stream_id_, NGHTTP2_INTERNAL_ERROR);
+    }
+    return;
+  }
+  if (call.state_ != ServerCall::State::streaming) return;
+  if (head.size() > http2::Body::kMaxHead - 5 || head.size() + body.size() > UINT32_MAX) {
+    finish(call, StatusCode::resource_exhausted,
+           "response message of " + std::to_string(head.size() + body.size()) +
+               " bytes cannot be framed");
+    return;
+  }
+  if (call.queue_head_ == call.queue_.size()) {
+    call.queue_.clear();  // keeps its capacity: no allocation once warm
+    call.queue_head_ = 0;
+  }
+  ServerCall::Queued& q = call.queue_.emplace_back();
+  write_message_prefix(q.head, static_cast<uint32_t>(head.size() + body.size()));
+  if (!head.empty()) std::memcpy(q.head + 5, head.data(), head.size());
+  q.head_len = static_cast<uint8_t>(5 + head.size());
+  q.body = std::move(body);
+  h2_.resume_data(call.stream_id_);
+}
+
+void ServerSession::finish(ServerCall& call, StatusCode code, std::string_view message) {
+  if (call.state_ == ServerCall::State::dispatched) {
+    // Nothing written: trailers-only, OK included (the spec allows it).
+    reject(call, 200, code, message);
+    return;
+  }
+  if (call.state_ != ServerCall::State::streaming) return;
+  call.state_ = ServerCall::State::responded;
+  call.final_code_ = code;
+  call.final_message_.assign(message);
+  h2_.resume_data(call.stream_id_);
+}
+
+// The message in body_ is out: load the next one, or end the body when the
+// final status is queued and nothing else is.
+void ServerSession::on_body_drained(int32_t id) {
+  ServerCall* call = call_of(id);
+  if (!call) return;
+  if (call->queue_head_ < call->queue_.size()) {
+    ServerCall::Queued& q = call->queue_[call->queue_head_++];
+    call->body_.reset(std::span<const uint8_t>(q.head, q.head_len), std::move(q.body));
+  }
+  bool last = call->queue_head_ == call->queue_.size();
+  if (last && call->state_ == ServerCall::State::responded) {
+    call->body_.open = false;
+    call->body_.trailers = true;
+  }
+}
+
 void ServerSession::on_body_end(int32_t id) {
   static const Header kTrailers[] = {{"grpc-status", "0", true}};
-  h2_.submit_trailers(id, kTrailers);
+  ServerCall* call = call_of(id);
+  if (!call || call->final_code_ == StatusCode::ok) {
+    h2_.submit_trailers(id, kTrailers);
+    return;
+  }
+  std::string encoded = percent_encode(call->final_message_);
+  const Header trailers[] = {{"grpc-status", status_text(call->final_code_), true},
+                             {"grpc-message", encoded, false}};
+  h2_.submit_trailers(id, std::span(trailers, encoded.empty() ? 1 : 2));
 }
 
 void ServerSession::fail(ServerCall& call, StatusCode code, std::string_view message) {
+  if (call.state_ == ServerCall::State::streaming) return finish(call, code, message);
   if (call.state_ != ServerCall::State::dispatched && call.state_ != ServerCall::State::receiving &&
       call.state_ != ServerCall::State::headers)
     return;
@@ -240,7 +350,8 @@ void ServerSession::reject(ServerCall& call, int http_status, StatusCode code,
                             {"content-type", "application/grpc", true},
                             {"grpc-status", status_text(code), true},
                             {"grpc-message", encoded, false}};
-  int rv = h2_.submit_response(call.stream_id_, headers, nullptr);
+  int rv =
+      h2_.submit_response(call.stream_id_, std::span(headers, encoded.empty() ? 3 : 4), nullptr);
   if (rv != 0) {
     h2_.submit_rst_stream(call.stream_id_, NGHTTP2_INTERNAL_ERROR);
     return;

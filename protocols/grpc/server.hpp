@@ -1,6 +1,10 @@
-// gRPC server session (sans-I/O): unary calls over an HTTP/2 server session.
+// gRPC server session (sans-I/O): unary and server-streaming calls over an
+// HTTP/2 server session.
 //
 // feed() bytes in, produce() bytes out; the ServerHandler learns of calls.
+// Both kinds take exactly one request message; a unary call is answered with
+// respond() (or fail()), a server-streaming one with write() per message and
+// then finish() with the status.
 // Every per-call error becomes a trailers-only response with the gRPC status
 // the spec names, and the connection carries on:
 //   :method not POST            -> HTTP 405, INTERNAL
@@ -43,8 +47,8 @@ struct ServerOptions {
 
 class ServerSession;
 
-// One unary call, owned by the session. Valid from on_call() until
-// on_call_end() returns.
+// One call, owned by the session. Valid from on_call() until on_call_end()
+// returns.
 class ServerCall {
  public:
   int32_t stream_id() const noexcept { return stream_id_; }
@@ -55,13 +59,18 @@ class ServerCall {
   // Absolute deadline from grpc-timeout, counted from the request headers.
   bool has_deadline() const noexcept { return has_deadline_; }
   std::chrono::steady_clock::time_point deadline() const noexcept { return deadline_; }
+  // The final status is queued (respond(), fail() or finish()).
   bool responded() const noexcept { return state_ == State::responded; }
+  // Streaming: messages given to write() that HTTP/2 has not taken yet (the
+  // peer's flow control holds them). A producer may wait for this to fall.
+  size_t queued() const noexcept { return queue_.size() - queue_head_; }
 
   void* user = nullptr;  // for the ServerHandler
 
  private:
   friend class ServerSession;
-  enum class State : uint8_t { headers, receiving, rejected, dispatched, responded };
+  // streaming: write() sent the headers, the final status is not queued yet.
+  enum class State : uint8_t { headers, receiving, rejected, dispatched, streaming, responded };
 
   ServerCall(int32_t id, size_t max_message, BufferPool* pool) noexcept
       : stream_id_(id), reader_(max_message, pool) {}
@@ -88,6 +97,19 @@ class ServerCall {
   MessageReader reader_;
   Bytes request_;
   http2::Body body_;
+
+  // Streaming responses: the messages behind the one in body_, and the final
+  // status once finish() is called (sent as trailers after the last message).
+  struct Queued {
+    uint8_t head[http2::Body::kMaxHead];
+    uint8_t head_len;
+    Bytes body;
+  };
+  std::vector<Queued> queue_;
+  size_t queue_head_ = 0;
+  bool streaming_ = false;
+  StatusCode final_code_ = StatusCode::ok;
+  std::string final_message_;
 };
 
 class ServerHandler {
@@ -119,10 +141,27 @@ class ServerSession final : private http2::SessionHandler {
   // Status OK with one response message: `head` (at most 59 bytes) followed by
   // `body`, sent without copying `body`.
   void respond(ServerCall& call, std::span<const uint8_t> head, Bytes body);
-  // Trailers-only response with a non-OK status.
+  // Trailers-only response with a non-OK status; on a streaming call that
+  // has written, the same as finish(code, message).
   void fail(ServerCall& call, StatusCode code, std::string_view message);
+  // Server streaming: queues one response message, `head` (at most 59 bytes)
+  // then `body` (by reference). The first write() sends the response
+  // headers; messages leave in order as the peer's flow control allows.
+  // Ignored once the call has its final status or is gone.
+  void write(ServerCall& call, std::span<const uint8_t> head, Bytes body);
+  // Ends a call: trailers with `code` (and `message`) after every message
+  // written. Without a write() first: OK is a response with no message,
+  // another code a trailers-only response as fail() sends.
+  void finish(ServerCall& call, StatusCode code = StatusCode::ok, std::string_view message = {});
   // Graceful: GOAWAY; calls in flight finish.
   void shutdown() { h2_.submit_goaway(); }
+  // Ends every call now, as when the connection goes: each dispatched call
+  // gets on_call_end(call, false), then all are freed. For a connection that
+  // has closed: the session must not produce() afterwards (nghttp2 may still
+  // hold the calls' bodies), only be destroyed.
+  void end_calls();
+  // The same without calling the handler: for a handler being destroyed.
+  void abandon_calls() noexcept;
 
   uint32_t peer_max_frame_size() const noexcept { return h2_.peer_max_frame_size(); }
   // Where the next read should go when it is the middle of a large request
@@ -133,10 +172,15 @@ class ServerSession final : private http2::SessionHandler {
   void on_headers_begin(int32_t id) override;
   void on_header(int32_t id, std::string_view name, std::string_view value) override;
   void on_headers_end(int32_t id) override;
+  bool on_header_limit(int32_t id) override;
   void on_data(int32_t id, const Bytes& chunk) override;
   void on_remote_end(int32_t id) override;
   void on_stream_close(int32_t id, uint32_t error_code) override;
   void on_body_end(int32_t id) override;
+  void on_body_drained(int32_t id) override;
+  // Loads body_ with a framed message; false (and a failed call) when it
+  // cannot be framed.
+  bool frame(ServerCall& call, std::span<const uint8_t> head, Bytes body);
 
   ServerCall* call_of(int32_t id) const noexcept;
   void reject(ServerCall& call, int http_status, StatusCode code, std::string_view message);

@@ -364,6 +364,7 @@ TEST(GrpcSession, RequestSplitAtEveryByteBoundary) {
 struct RawClient : http2::SessionHandler {
   struct Stream {
     std::map<std::string, std::string> fields;  // response headers and trailers
+    std::string data;                           // the DATA payloads
     bool closed = false;
     uint32_t close_code = 0;
   };
@@ -374,7 +375,7 @@ struct RawClient : http2::SessionHandler {
     streams[id].fields[std::string(n)] = std::string(v);
   }
   void on_headers_end(int32_t) override {}
-  void on_data(int32_t, const Bytes&) override {}
+  void on_data(int32_t id, const Bytes& chunk) override { streams[id].data += chunk.to_string(); }
   void on_remote_end(int32_t) override {}
   void on_stream_close(int32_t id, uint32_t code) override {
     streams[id].closed = true;
@@ -523,6 +524,21 @@ TEST(GrpcServerChecks, HeaderListAtAndPastTheLimit) {
   EXPECT_EQ(o.calls, 0);
 }
 
+// When the HTTP/2 layer's own header limit stops the block first, the call
+// still gets RESOURCE_EXHAUSTED (not a bare RST_STREAM) and the session goes on.
+TEST(GrpcServerChecks, Http2HeaderLimitIsResourceExhausted) {
+  RawClient::Fields base = grpc_fields();
+  size_t base_size = 0;
+  for (auto& [n, v] : base)
+    base_size += n.size() + v.size() + 32;
+  ServerOptions opts;
+  opts.http2.max_header_list_size = static_cast<uint32_t>(base_size + 32 + 1 + 50);
+  RawOutcome o = raw_call(with(base, "x", std::string(100, 'p')), frame("x"), opts);
+  EXPECT_EQ(o.grpc_status, "8");
+  EXPECT_EQ(o.calls, 0);
+  EXPECT_EQ(raw_call(base, frame("x"), opts).grpc_status, "0");
+}
+
 TEST(GrpcServerChecks, OverlongPathIsUnimplemented) {
   RawOutcome o = raw_call(grpc_fields("/" + std::string(300, 'a')), frame("x"));
   EXPECT_EQ(o.grpc_status, "12");
@@ -659,6 +675,260 @@ TEST(GrpcClient, TrailersOnlyErrorCarriesTheDecodedMessage) {
   EXPECT_EQ(r.status.code, StatusCode::not_found);
   EXPECT_EQ(r.status.message, "gone away%");
   EXPECT_FALSE(r.message);
+}
+
+// ---- server streaming -------------------------------------------------------
+
+constexpr std::string_view kStream = "/test.Echo/Stream";
+
+// Splits gRPC-framed bytes into messages; nullopt when they do not frame.
+std::optional<std::vector<std::string>> unframe(std::string_view d) {
+  std::vector<std::string> out;
+  while (!d.empty()) {
+    if (d.size() < 5 || d[0] != 0) return std::nullopt;
+    auto u = [&](size_t i) { return uint32_t(uint8_t(d[i])); };
+    uint32_t n = (u(1) << 24) | (u(2) << 16) | (u(3) << 8) | u(4);
+    if (d.size() - 5 < n) return std::nullopt;
+    out.emplace_back(d.substr(5, n));
+    d.remove_prefix(5 + n);
+  }
+  return out;
+}
+
+// Stream parks every call; the test writes and finishes them.
+struct StreamService : ServerHandler {
+  int resolve_method(std::string_view path) override { return path == kStream ? 0 : -1; }
+  void on_call(ServerCall& call) override { parked.push_back(&call); }
+  void on_call_end(ServerCall& call, bool responded) override {
+    ends.push_back(responded);
+    parked.erase(std::remove(parked.begin(), parked.end(), &call), parked.end());
+  }
+  std::vector<ServerCall*> parked;
+  std::vector<bool> ends;
+};
+
+struct StreamServer {
+  explicit StreamServer(ServerOptions options = {}) : session(service, options, slab, &pool) {}
+  Result<void> feed(const Bytes& b) { return session.feed(b); }
+  Result<void> produce(IoChain& out) { return session.produce(out); }
+  bool wants_write() const { return session.wants_write(); }
+  SlabAllocator slab;
+  BufferPool pool;
+  StreamService service;
+  ServerSession session;
+};
+
+std::string numbered(int i) {
+  return "message " + std::to_string(i);
+}
+
+TEST(GrpcStreaming, ManyMessagesThenTrailers) {
+  StreamServer server;
+  RawClient client;
+  int32_t id = client.request(grpc_fields(kStream), frame("go"));
+  ASSERT_GE(test::pump(client, server), 0);
+  ASSERT_EQ(server.service.parked.size(), 1u);
+  ServerCall& call = *server.service.parked[0];
+  EXPECT_EQ(call.request().view(), "go");
+  // The head bytes precede the body, as in respond().
+  const uint8_t head[] = {'m', ':'};
+  for (int i = 0; i < 1000; ++i)
+    server.session.write(call, head, Bytes::copy(numbered(i)));
+  EXPECT_EQ(call.queued(), 999u);  // the first went straight to HTTP/2
+  server.session.finish(call);
+  EXPECT_TRUE(call.responded());
+  server.session.write(call, {}, Bytes::copy("late"));  // ignored after finish
+  ASSERT_GE(test::pump(client, server), 0);
+  auto& s = client.streams[id];
+  EXPECT_TRUE(s.closed);
+  EXPECT_EQ(s.close_code, 0u);
+  EXPECT_EQ(s.fields[":status"], "200");
+  EXPECT_EQ(s.fields["grpc-status"], "0");
+  EXPECT_EQ(s.fields.count("grpc-message"), 0u);
+  auto messages = unframe(s.data);
+  ASSERT_TRUE(messages);
+  ASSERT_EQ(messages->size(), 1000u);
+  for (int i = 0; i < 1000; ++i)
+    ASSERT_EQ((*messages)[i], "m:" + numbered(i));
+  EXPECT_EQ(server.service.ends, std::vector<bool>{true});
+  EXPECT_TRUE(server.session.idle());
+}
+
+TEST(GrpcStreaming, WritesAfterTheQueueRanDryResumeTheStream) {
+  StreamServer server;
+  RawClient client;
+  int32_t id = client.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(client, server), 0);
+  ServerCall& call = *server.service.parked.at(0);
+  std::string expected;
+  for (int i = 0; i < 5; ++i) {
+    server.session.write(call, {}, Bytes::copy(numbered(i)));
+    ASSERT_GE(test::pump(client, server), 0);
+    expected += frame(numbered(i));
+    // Each message is out before the next is written: the stream waited.
+    EXPECT_EQ(client.streams[id].data, expected);
+    EXPECT_FALSE(client.streams[id].closed);
+  }
+  server.session.finish(call);
+  ASSERT_GE(test::pump(client, server), 0);
+  EXPECT_TRUE(client.streams[id].closed);
+  EXPECT_EQ(client.streams[id].fields["grpc-status"], "0");
+  EXPECT_EQ(client.streams[id].data, expected);
+}
+
+TEST(GrpcStreaming, ErrorStatusFollowsTheMessagesWritten) {
+  StreamServer server;
+  RawClient client;
+  int32_t id = client.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(client, server), 0);
+  ServerCall& call = *server.service.parked.at(0);
+  server.session.write(call, {}, Bytes::copy("one"));
+  server.session.write(call, {}, Bytes::copy("two"));
+  // fail() on a streaming call is finish() with that status.
+  server.session.fail(call, StatusCode::not_found, "ran out of 100% things");
+  ASSERT_GE(test::pump(client, server), 0);
+  auto& s = client.streams[id];
+  EXPECT_EQ(s.fields["grpc-status"], "5");
+  EXPECT_EQ(percent_decode(s.fields["grpc-message"]), "ran out of 100% things");
+  EXPECT_EQ(unframe(s.data), (std::vector<std::string>{"one", "two"}));
+  EXPECT_EQ(server.service.ends, std::vector<bool>{true});
+}
+
+TEST(GrpcStreaming, FinishWithoutMessagesIsTrailersOnly) {
+  for (StatusCode code : {StatusCode::ok, StatusCode::unavailable}) {
+    StreamServer server;
+    RawClient client;
+    int32_t id = client.request(grpc_fields(kStream), frame(""));
+    ASSERT_GE(test::pump(client, server), 0);
+    server.session.finish(*server.service.parked.at(0), code);
+    ASSERT_GE(test::pump(client, server), 0);
+    auto& s = client.streams[id];
+    EXPECT_EQ(s.fields["grpc-status"], std::to_string(static_cast<int>(code)));
+    EXPECT_EQ(s.fields.count("grpc-message"), 0u);
+    EXPECT_EQ(s.data, "");
+  }
+}
+
+TEST(GrpcStreaming, FlowControlHoldsMessagesUntilTheClientReads) {
+  StreamServer server;
+  RawClient client;
+  int32_t id = client.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(client, server), 0);
+  ServerCall& call = *server.service.parked.at(0);
+  // 64 messages of 1 MiB: four times the client's 16 MiB stream window, so
+  // the stream stalls and resumes on WINDOW_UPDATEs; bodies go by reference.
+  Bytes mib = Bytes::copy(std::string(1u << 20, 'x'));
+  for (int i = 0; i < 64; ++i)
+    server.session.write(call, {}, mib);
+  server.session.finish(call);
+  ASSERT_GE(test::pump(client, server), 0);
+  auto messages = unframe(client.streams[id].data);
+  ASSERT_TRUE(messages);
+  EXPECT_EQ(messages->size(), 64u);
+  EXPECT_EQ(client.streams[id].fields["grpc-status"], "0");
+}
+
+TEST(GrpcStreaming, ClientResetEndsTheStreamUnanswered) {
+  StreamServer server;
+  RawClient client;
+  int32_t id = client.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(client, server), 0);
+  server.session.write(*server.service.parked.at(0), {}, Bytes::copy("one"));
+  ASSERT_GE(test::pump(client, server), 0);
+  client.session.submit_rst_stream(id, NGHTTP2_CANCEL);
+  ASSERT_GE(test::pump(client, server), 0);
+  EXPECT_EQ(server.service.ends, std::vector<bool>{false});
+  EXPECT_TRUE(server.service.parked.empty());
+  EXPECT_TRUE(server.session.idle());
+}
+
+TEST(GrpcStreaming, EndCallsCallsBackOnceAndAbandonNever) {
+  StreamServer server;
+  RawClient client;
+  client.request(grpc_fields(kStream), frame(""));
+  client.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(client, server), 0);
+  ASSERT_EQ(server.service.parked.size(), 2u);
+  server.session.write(*server.service.parked[0], {}, Bytes::copy("one"));
+  server.session.end_calls();
+  EXPECT_EQ(server.service.ends, (std::vector<bool>{false, false}));
+  EXPECT_TRUE(server.session.idle());
+
+  StreamServer other;
+  RawClient c2;
+  c2.request(grpc_fields(kStream), frame(""));
+  ASSERT_GE(test::pump(c2, other), 0);
+  other.session.abandon_calls();
+  EXPECT_TRUE(other.service.ends.empty());
+  EXPECT_TRUE(other.session.idle());
+}
+
+// ---- the gRPC client's streaming calls against the streaming server ---------
+
+struct StreamClient : ClientHandler {
+  StreamClient() : session(*this, ClientOptions{}, slab, &pool) {}
+  void on_response(uint64_t tag, Status status, std::optional<Bytes> message) override {
+    Response& r = responses[tag];
+    r.status = std::move(status);
+    r.message = std::move(message);
+    ++r.count;
+  }
+  void on_message(uint64_t tag, Bytes message) override {
+    messages[tag].push_back(message.to_string());
+    if (cancel_at_first && messages[tag].size() == 1) session.cancel(tag);
+  }
+  Result<void> feed(const Bytes& b) { return session.feed(b); }
+  Result<void> produce(IoChain& out) { return session.produce(out); }
+  bool wants_write() const { return session.wants_write(); }
+
+  SlabAllocator slab;
+  BufferPool pool;
+  std::map<uint64_t, Response> responses;
+  std::map<uint64_t, std::vector<std::string>> messages;
+  bool cancel_at_first = false;
+  ClientSession session;
+};
+
+TEST(GrpcStreaming, ClientSessionReceivesEveryMessageThenTheStatus) {
+  StreamServer server;
+  StreamClient client;
+  ASSERT_TRUE(client.session.start_server_streaming(kStream, {}, Bytes::copy("go"), 7));
+  ASSERT_GE(test::pump(client, server), 0);
+  ServerCall& call = *server.service.parked.at(0);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 300; ++i) {
+    expected.push_back(numbered(i));
+    server.session.write(call, {}, Bytes::copy(numbered(i)));
+    if (i % 100 == 0) {
+      ASSERT_GE(test::pump(client, server), 0);  // some while the stream waits
+    }
+  }
+  server.session.finish(call, StatusCode::data_loss, "cut short");
+  ASSERT_GE(test::pump(client, server), 0);
+  EXPECT_EQ(client.messages[7], expected);
+  ASSERT_EQ(client.responses[7].count, 1);
+  EXPECT_EQ(client.responses[7].status.code, StatusCode::data_loss);
+  EXPECT_EQ(client.responses[7].status.message, "cut short");
+  EXPECT_FALSE(client.responses[7].message);
+  EXPECT_EQ(client.session.calls_in_flight(), 0u);
+}
+
+TEST(GrpcStreaming, ClientCancelFromTheMessageCallbackResetsTheStream) {
+  StreamServer server;
+  StreamClient client;
+  client.cancel_at_first = true;
+  ASSERT_TRUE(client.session.start_server_streaming(kStream, {}, Bytes::copy(""), 1));
+  ASSERT_GE(test::pump(client, server), 0);
+  ServerCall& call = *server.service.parked.at(0);
+  server.session.write(call, {}, Bytes::copy("a"));
+  server.session.write(call, {}, Bytes::copy("b"));  // same flush: dropped after the cancel
+  ASSERT_GE(test::pump(client, server), 0);
+  EXPECT_EQ(client.messages[1], std::vector<std::string>{"a"});
+  ASSERT_EQ(client.responses[1].count, 1);
+  EXPECT_EQ(client.responses[1].status.code, StatusCode::cancelled);
+  EXPECT_FALSE(client.session.cancel(1));  // already over
+  EXPECT_EQ(server.service.ends, std::vector<bool>{false});
+  EXPECT_TRUE(server.session.idle());
 }
 
 }  // namespace

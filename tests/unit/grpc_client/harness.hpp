@@ -1,0 +1,215 @@
+// Test harness for grpc::Channel and grpc::ServerConnection on real loops:
+// a one-loop reactor on a thread with a Channel on it, grpcio peers
+// (grpc_peer.py, grpc_client_peer.py) as child processes.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/tls.hpp"
+#include "ember/reactor.hpp"
+#include "protocols/grpc/channel.hpp"
+
+extern char** environ;
+
+namespace ember::grpc::test {
+
+using namespace std::chrono_literals;
+
+inline bool services_required() {
+  const char* v = std::getenv("EMBER_REQUIRE_SERVICES");
+  return v && *v && std::string_view(v) != "0";
+}
+
+inline int run_command(const std::string& cmd) {
+  return std::system((cmd + " >/dev/null 2>&1").c_str());
+}
+
+inline bool have_grpcio() {
+  static const bool ok = run_command("/usr/bin/python3 -c 'import grpc'") == 0;
+  return ok;
+}
+
+#define REQUIRE_PEER()                                                          \
+  do {                                                                          \
+    if (!have_grpcio()) {                                                       \
+      if (services_required()) FAIL() << "/usr/bin/python3 cannot import grpc"; \
+      GTEST_SKIP() << "python3-grpcio not installed";                           \
+    }                                                                           \
+  } while (0)
+
+// The grpcio server as a child process; killed (SIGKILL) when destroyed.
+class Peer {
+ public:
+  explicit Peer(std::vector<std::string> extra = {}) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    std::vector<std::string> args = {"/usr/bin/python3", EMBER_GRPC_PEER};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+      pid_ = -1;
+      close(fds[0]);
+      return;
+    }
+    // "PORT <n>" once it serves (blocking read: the child writes or dies).
+    FILE* f = fdopen(fds[0], "r");
+    char line[64] = {};
+    if (f && fgets(line, sizeof line, f)) std::sscanf(line, "PORT %hu", &port_);
+    if (f) fclose(f);
+  }
+  ~Peer() { kill(); }
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+// What one call delivered.
+struct Outcome {
+  std::vector<std::string> messages;
+  std::optional<Status> status;
+  std::optional<std::string> unary_message;
+};
+
+// A one-loop reactor on a thread with a Channel on it.
+class Harness {
+ public:
+  Harness(Channel::Target target, Channel::Options options = {})
+      : reactor_(one_loop()), thread_([this] { reactor_.run(); }) {
+    on_loop([&] {
+      channel_ = std::make_unique<Channel>(reactor_.loop(0), std::move(target), options);
+    });
+  }
+  ~Harness() {
+    on_loop([&] { channel_.reset(); });
+    reactor_.stop();
+    thread_.join();
+  }
+
+  template <class F>
+  void on_loop(F fn) {
+    std::promise<void> p;
+    auto f = p.get_future();
+    reactor_.loop(0).post([&](Loop&) {
+      fn();
+      p.set_value();
+    });
+    f.get();
+  }
+
+  // Starts a call; `sink` must outlive it. `on_first` runs (on the loop)
+  // after the first streamed message.
+  uint64_t start_stream(std::string path, std::string request, Outcome& sink,
+                        std::promise<void>& done, CallOptions options = {},
+                        std::function<void(Channel&, uint64_t)> on_first = {}) {
+    uint64_t id = 0;
+    on_loop([&] {
+      auto id_box = std::make_shared<uint64_t>(0);
+      id = channel_->server_streaming(
+          path, Bytes::copy(request),
+          [this, &sink, on_first, id_box](Bytes m) {
+            sink.messages.push_back(m.to_string());
+            if (sink.messages.size() == 1 && on_first) on_first(*channel_, *id_box);
+          },
+          [&sink, &done](Status s) {
+            sink.status = std::move(s);
+            done.set_value();
+          },
+          options);
+      *id_box = id;
+    });
+    return id;
+  }
+
+  Outcome stream(std::string path, std::string request, CallOptions options = {},
+                 std::function<void(Channel&, uint64_t)> on_first = {}) {
+    Outcome out;
+    std::promise<void> done;
+    start_stream(std::move(path), std::move(request), out, done, options, std::move(on_first));
+    wait(done);
+    return out;
+  }
+
+  Outcome unary(std::string path, std::string request, CallOptions options = {}) {
+    Outcome out;
+    std::promise<void> done;
+    on_loop([&] {
+      channel_->unary(
+          path, Bytes::copy(request),
+          [&](Status s, std::optional<Bytes> m) {
+            out.status = std::move(s);
+            if (m) out.unary_message = m->to_string();
+            done.set_value();
+          },
+          options);
+    });
+    wait(done);
+    return out;
+  }
+
+  void wait(std::promise<void>& done) {
+    // A guard fails the test instead of hanging it.
+    if (done.get_future().wait_for(60s) != std::future_status::ready) {
+      ADD_FAILURE() << "no status within 60 s";
+      std::abort();  // the callbacks still reference this frame
+    }
+  }
+
+  size_t in_flight() {
+    size_t n = 0;
+    on_loop([&] { n = channel_->calls_in_flight(); });
+    return n;
+  }
+
+ private:
+  static ReactorOptions one_loop() {
+    ReactorOptions o;
+    o.threads = 1;
+    o.handle_signals = false;
+    return o;
+  }
+  Reactor reactor_;
+  std::thread thread_;
+  std::unique_ptr<Channel> channel_;
+};
+
+inline std::string numbered(int i) {
+  return "message " + std::to_string(i);
+}
+
+}  // namespace ember::grpc::test
