@@ -1,0 +1,229 @@
+// `ember serve`'s YAML configuration.
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "ember/config.hpp"
+#include "ember/flare_server.hpp"
+
+namespace ember::flare {
+namespace {
+
+struct ConfigError {
+  std::string message;
+};
+
+[[noreturn]] void fail(const std::string& origin, const YAML::Node& node, const std::string& what) {
+  std::string where = origin;
+  if (node.IsDefined() && node.Mark().line >= 0)
+    where += ":" + std::to_string(node.Mark().line + 1);
+  throw ConfigError{where + ": " + what};
+}
+
+std::string scalar(const std::string& origin, const YAML::Node& node, const std::string& key) {
+  if (!node.IsScalar()) fail(origin, node, "'" + key + "' must be a single value");
+  return node.as<std::string>();
+}
+
+uint64_t duration_ms(const std::string& origin, const YAML::Node& node, const std::string& key) {
+  auto v = config::parse_duration_ms(scalar(origin, node, key));
+  if (!v) fail(origin, node, "'" + key + "' must be a duration like 250ms, 30s or 2m");
+  return *v;
+}
+
+uint64_t byte_size(const std::string& origin, const YAML::Node& node, const std::string& key) {
+  auto v = config::parse_byte_size(scalar(origin, node, key));
+  if (!v) fail(origin, node, "'" + key + "' must be a size like 65536, 64k or 8m");
+  return *v;
+}
+
+uint64_t number(const std::string& origin, const YAML::Node& node, const std::string& key,
+                uint64_t max) {
+  std::string s = scalar(origin, node, key);
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || s[0] == '-' || v > max)
+    fail(origin, node, "'" + key + "' must be a whole number from 0 to " + std::to_string(max));
+  return v;
+}
+
+bool boolean(const std::string& origin, const YAML::Node& node, const std::string& key) {
+  std::string s = scalar(origin, node, key);
+  if (s == "true" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "off") return false;
+  fail(origin, node, "'" + key + "' must be true or false");
+}
+
+void check_keys(const std::string& origin, const YAML::Node& map,
+                std::initializer_list<std::string_view> known, const std::string& section) {
+  if (!map.IsMap()) fail(origin, map, "'" + section + "' must be a mapping");
+  for (const auto& kv : map) {
+    std::string k = kv.first.as<std::string>();
+    bool ok = false;
+    for (std::string_view n : known)
+      ok = ok || n == k;
+    if (!ok) {
+      std::string list;
+      for (std::string_view n : known)
+        list += (list.empty() ? "" : ", ") + std::string(n);
+      fail(origin, kv.first, "unknown key '" + k + "' in " + section + " (known: " + list + ")");
+    }
+  }
+}
+
+// "127.0.0.1:8080", "[::1]:8443", ":8080".
+void parse_listen(const std::string& origin, const YAML::Node& node, ListenerConfig* l) {
+  std::string s = scalar(origin, node, "listen");
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos)
+    fail(origin, node, "'listen' must be host:port, e.g. 127.0.0.1:8080");
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  l->host = host.empty() ? "0.0.0.0" : host;
+  YAML::Node port_node(s.substr(colon + 1));
+  l->port = static_cast<uint16_t>(number(origin, port_node, "listen port", 65535));
+}
+
+void parse_limits(const std::string& o, const YAML::Node& n, Limits* l) {
+  check_keys(o, n,
+             {"arena_size", "max_connections", "header_timeout", "body_timeout", "idle_timeout",
+              "ws_idle_timeout", "max_request_line", "max_header_bytes", "max_headers", "max_body",
+              "ws_max_frame", "ws_max_message", "h2_max_concurrent_streams", "drain_timeout"},
+             "limits");
+  if (n["arena_size"]) l->arena_size = byte_size(o, n["arena_size"], "arena_size");
+  if (n["max_connections"])
+    l->max_connections = number(o, n["max_connections"], "max_connections", 10'000'000);
+  if (n["header_timeout"])
+    l->header_timeout_ms = duration_ms(o, n["header_timeout"], "header_timeout");
+  if (n["body_timeout"]) l->body_timeout_ms = duration_ms(o, n["body_timeout"], "body_timeout");
+  if (n["idle_timeout"]) l->idle_timeout_ms = duration_ms(o, n["idle_timeout"], "idle_timeout");
+  if (n["ws_idle_timeout"])
+    l->ws_idle_timeout_ms = duration_ms(o, n["ws_idle_timeout"], "ws_idle_timeout");
+  if (n["max_request_line"])
+    l->max_request_line = byte_size(o, n["max_request_line"], "max_request_line");
+  if (n["max_header_bytes"])
+    l->max_header_bytes = byte_size(o, n["max_header_bytes"], "max_header_bytes");
+  if (n["max_headers"]) l->max_headers = number(o, n["max_headers"], "max_headers", 100'000);
+  if (n["max_body"]) l->max_body = byte_size(o, n["max_body"], "max_body");
+  if (n["ws_max_frame"]) l->ws_max_frame = byte_size(o, n["ws_max_frame"], "ws_max_frame");
+  if (n["ws_max_message"]) l->ws_max_message = byte_size(o, n["ws_max_message"], "ws_max_message");
+  if (n["h2_max_concurrent_streams"])
+    l->h2_max_concurrent_streams = static_cast<uint32_t>(
+        number(o, n["h2_max_concurrent_streams"], "h2_max_concurrent_streams", 1u << 20));
+  if (n["drain_timeout"]) l->drain_timeout_ms = duration_ms(o, n["drain_timeout"], "drain_timeout");
+  if (l->arena_size < 1024) fail(o, n["arena_size"], "'arena_size' must be at least 1k");
+}
+
+ServerConfig parse(const YAML::Node& root, const std::string& o) {
+  ServerConfig c;
+  c.origin = o;
+  if (!root.IsDefined() || root.IsNull()) return c;
+  check_keys(o, root, {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm"},
+             "the file");
+  if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
+  if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
+  if (root["log"]) c.log = scalar(o, root["log"], "log");
+  if (root["limits"]) parse_limits(o, root["limits"], &c.limits);
+  if (const YAML::Node& w = root["wasm"]) {
+    check_keys(o, w, {"cache_dir", "max_memory", "fuel", "timeout"}, "wasm");
+    if (w["cache_dir"]) c.wasm.cache_dir = scalar(o, w["cache_dir"], "cache_dir");
+    if (w["max_memory"]) c.wasm.max_memory = byte_size(o, w["max_memory"], "max_memory");
+    if (w["fuel"]) c.wasm.fuel = number(o, w["fuel"], "fuel", uint64_t(1) << 62);
+    if (w["timeout"]) c.wasm.timeout_ms = duration_ms(o, w["timeout"], "timeout");
+    if (c.wasm.max_memory < 65536 || c.wasm.max_memory > (uint64_t(1) << 32) - 65536)
+      fail(o, w["max_memory"], "'max_memory' must be from 64k to 4095m");
+  }
+  if (root["listeners"]) {
+    if (!root["listeners"].IsSequence()) fail(o, root["listeners"], "'listeners' must be a list");
+    for (const YAML::Node& n : root["listeners"]) {
+      check_keys(o, n, {"listen", "tls"}, "a listener");
+      ListenerConfig l;
+      if (!n["listen"]) fail(o, n, "a listener needs 'listen: host:port'");
+      parse_listen(o, n["listen"], &l);
+      if (const YAML::Node& t = n["tls"]) {
+        check_keys(o, t, {"certificates", "alpn"}, "tls");
+        if (!t["certificates"] || !t["certificates"].IsSequence() || t["certificates"].size() == 0)
+          fail(o, t, "'tls' needs a 'certificates' list of {cert, key, hosts}");
+        for (const YAML::Node& cn : t["certificates"]) {
+          check_keys(o, cn, {"cert", "key", "hosts"}, "a certificate");
+          Certificate cert;
+          if (!cn["cert"] || !cn["key"]) fail(o, cn, "a certificate needs 'cert' and 'key' files");
+          cert.cert_file = scalar(o, cn["cert"], "cert");
+          cert.key_file = scalar(o, cn["key"], "key");
+          if (cn["hosts"])
+            for (const YAML::Node& h : cn["hosts"])
+              cert.hosts.push_back(scalar(o, h, "hosts"));
+          l.certificates.push_back(std::move(cert));
+        }
+        if (t["alpn"]) {
+          l.alpn.clear();
+          for (const YAML::Node& a : t["alpn"]) {
+            std::string p = scalar(o, a, "alpn");
+            if (p != "h2" && p != "http/1.1") fail(o, a, "'alpn' entries must be h2 or http/1.1");
+            l.alpn.push_back(p);
+          }
+        }
+      }
+      c.listeners.push_back(std::move(l));
+    }
+  }
+  if (root["routes"]) {
+    if (!root["routes"].IsSequence()) fail(o, root["routes"], "'routes' must be a list");
+    for (const YAML::Node& n : root["routes"]) {
+      check_keys(o, n, {"host", "path", "flare", "wasm"}, "a route");
+      RouteConfig r;
+      if (n["host"]) r.host = scalar(o, n["host"], "host");
+      if (n["path"]) r.path = scalar(o, n["path"], "path");
+      if (!n["flare"] == !n["wasm"])
+        fail(o, n, "a route needs either 'flare: NAME' or 'wasm: FILE.wasm'");
+      if (n["flare"]) r.flare = scalar(o, n["flare"], "flare");
+      if (n["wasm"]) r.wasm = scalar(o, n["wasm"], "wasm");
+      if (r.path.empty() || r.path[0] != '/')
+        fail(o, n["path"], "a route's 'path' must start with /");
+      for (char& ch : r.host)
+        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+      c.routes.push_back(std::move(r));
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+Result<ServerConfig> parse_config(std::string_view yaml, std::string_view origin) {
+  std::string o(origin);
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    ServerConfig c = parse(root, o);
+    if (c.listeners.empty()) c.listeners = default_config().listeners;
+    if (c.routes.empty()) return Error(o + ": no 'routes': nothing would be served");
+    return c;
+  } catch (const ConfigError& e) {
+    return Error(e.message);
+  } catch (const YAML::Exception& e) {
+    return Error(o + ": not valid YAML: " + e.what());
+  }
+}
+
+Result<ServerConfig> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Error("cannot read config file " + path + ": " + describe_errno(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+ServerConfig default_config() {
+  ServerConfig c;
+  c.origin = "built-in defaults";
+  c.listeners.push_back(ListenerConfig{});
+  c.routes = {{"*", "/ws", "ws-echo", ""},
+              {"*", "/chat", "chat", ""},
+              {"*", "/echo", "echo", ""},
+              {"*", "/", "hello", ""}};
+  return c;
+}
+
+}  // namespace ember::flare

@@ -1,0 +1,112 @@
+// Internal: what every edge connection handler shares — routes, limits, the
+// per-loop arena and the flare invocation boundary.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "ember/arena.hpp"
+#include "ember/flare.hpp"
+#include "ember/flare_server.hpp"
+#include "ember/reactor.hpp"
+
+namespace ember::flare::detail {
+
+struct Route {
+  std::string host;  // "*", "example.com" or "*.example.com" (lower case)
+  std::string path;  // prefix
+  std::string flare_name;
+  std::shared_ptr<Flare> flare;
+};
+
+class Router {
+ public:
+  explicit Router(std::vector<Route> routes);
+  // The most specific route: exact host over wildcard over "*", then the
+  // longest path prefix (matched at a segment boundary).
+  const Route* match(std::string_view host, std::string_view path) const noexcept;
+  const std::vector<Route>& routes() const noexcept { return routes_; }
+
+ private:
+  std::vector<Route> routes_;  // most specific first
+};
+
+class LoopEdge;
+
+// WebSocket rooms across loops (the chat example): membership per loop,
+// broadcasts posted to every loop's mailbox.
+class Rooms {
+ public:
+  void attach(std::vector<LoopEdge*> loops) { loops_ = std::move(loops); }
+  void broadcast(std::string_view room, std::string_view data, bool text);
+
+ private:
+  std::vector<LoopEdge*> loops_;
+};
+
+struct Shared {
+  ServerConfig config;
+  Router router;
+  Rooms rooms;
+};
+
+// A WebSocket connection as a room member sees it.
+class RoomMember {
+ public:
+  virtual ~RoomMember() = default;
+  virtual void deliver(const Bytes& data, bool text) = 0;
+};
+
+// Per-request state an HTTP/1.1 connection borrows from its loop while a
+// request is in progress (parser, request copy), so idle keep-alive
+// connections hold none. Only that one concrete type goes into the pool.
+struct PooledRequestState {
+  virtual ~PooledRequestState() = default;
+};
+
+// Per loop: the arena every invocation on this loop uses (invocations on a
+// loop never overlap), the loop's room members and its pool of request state.
+class LoopEdge {
+ public:
+  LoopEdge(Loop& loop, Shared& shared);
+  Loop& loop;
+  Shared& shared;
+  const Limits& limits() const noexcept { return shared.config.limits; }
+
+  // Runs the route's flare on `request`. Never throws: a failing flare,
+  // an exhausted arena or a proxy action becomes an error response. The
+  // response's views stay valid until finish() is called.
+  void invoke(const Route* route, const Request& request, Response& response);
+  // A plain error answer (no flare involved).
+  void error_response(Response& response, int status, std::string_view text);
+  // Copies an arena body out (into a pool buffer), so that it survives
+  // finish(). Bodies given as Bytes are returned as they are.
+  Bytes stable_body(const Response& response);
+  Scratch& scratch() noexcept { return scratch_; }
+  // Ends an invocation: the arena is reset in one step.
+  void finish() noexcept { arena_.reset(); }
+
+  // Request state recycled between connections (loop thread): take_state()
+  // returns null when the pool is empty; give_state() keeps up to
+  // kMaxPooledStates and frees the rest.
+  std::unique_ptr<PooledRequestState> take_state() noexcept;
+  void give_state(std::unique_ptr<PooledRequestState> state) noexcept;
+  static constexpr size_t kMaxPooledStates = 256;
+
+  // Rooms (loop thread).
+  void join(std::string_view room, RoomMember* member);
+  void leave(RoomMember* member);
+  void deliver_local(std::string_view room, const Bytes& data, bool text);
+
+ private:
+  Arena arena_;
+  Scratch scratch_;
+  std::vector<std::unique_ptr<PooledRequestState>> free_states_;
+  std::unordered_map<std::string, std::vector<RoomMember*>> rooms_;
+};
+
+}  // namespace ember::flare::detail

@@ -1,0 +1,113 @@
+// The edge server behind `ember serve`: HTTP/1.1, HTTP/2 (h2c and TLS) and
+// WebSocket on every loop, routed to flares by host and path prefix.
+//
+// Thread: construct, bind() and describe on one thread; run() blocks until
+// stop() (thread-safe) or SIGTERM/SIGINT drains it; SIGHUP reloads TLS
+// certificates without dropping connections.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ember/error.hpp"
+#include "ember/flare.hpp"
+
+namespace ember::flare {
+
+struct Certificate {
+  std::string cert_file;
+  std::string key_file;
+  std::vector<std::string> hosts;  // SNI names ("*.example.com"); empty: the default
+};
+
+struct ListenerConfig {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  // TLS when certificates are given; ALPN offers these (server preference).
+  std::vector<Certificate> certificates;
+  std::vector<std::string> alpn = {"h2", "http/1.1"};
+  bool tls() const noexcept { return !certificates.empty(); }
+};
+
+struct RouteConfig {
+  std::string host = "*";  // "example.com", "*.example.com" or "*"
+  std::string path = "/";  // prefix, matched at segment boundaries
+  std::string flare;       // a name in the Registry
+  std::string wasm;        // or a flaron/v1 WebAssembly module file (sets `flare`)
+};
+
+// `wasm:` in the config: the engine behind routes with `wasm: FILE`.
+struct WasmSettings {
+  std::string cache_dir;            // compiled modules; empty: $TMPDIR/ember-wasm-<uid>
+  uint64_t max_memory = 16u << 20;  // linear memory cap per instance
+  uint64_t fuel = 200'000'000;      // per invocation: charged per function call and loop turn
+  uint64_t timeout_ms = 1'000;      // wall clock per invocation (checked at host calls)
+};
+
+// Every limit has a default and a key of the same name under `limits:`.
+struct Limits {
+  size_t arena_size = kDefaultArenaSize;  // per invocation
+  size_t max_connections = 10'000;        // per loop
+  uint64_t header_timeout_ms = 10'000;    // first byte to end of head (408)
+  uint64_t body_timeout_ms = 30'000;      // head to end of body (408)
+  uint64_t idle_timeout_ms = 60'000;      // keep-alive, between requests
+  uint64_t ws_idle_timeout_ms = 300'000;  // WebSocket without traffic (1001)
+  size_t max_request_line = 8 * 1024;     // 414
+  size_t max_header_bytes = 32 * 1024;    // 431; HTTP/2 header list too
+  size_t max_headers = 100;               // 431; HTTP/2 fields per block too
+  uint64_t max_body = 8u << 20;           // 413
+  size_t ws_max_frame = 1u << 20;         // 1009
+  size_t ws_max_message = 16u << 20;      // 1009
+  uint32_t h2_max_concurrent_streams = 128;
+  uint64_t drain_timeout_ms = 30'000;
+};
+
+struct ServerConfig {
+  unsigned loops = 0;  // 0: one per CPU the process may run on
+  bool pin_loops = false;
+  std::string log;  // log spec (EMBER_LOG syntax); empty: leave as is
+  std::vector<ListenerConfig> listeners;
+  std::vector<RouteConfig> routes;
+  Limits limits;
+  WasmSettings wasm;
+  std::string origin;  // where it was read from, for messages
+};
+
+// Parses the YAML config (see docs/serve.md). Errors name the file, the key
+// and what was expected.
+Result<ServerConfig> parse_config(std::string_view yaml, std::string_view origin);
+Result<ServerConfig> load_config(const std::string& path);
+// 127.0.0.1:8080 serving the bundled examples: /ws (ws-echo), /chat, /echo, / (hello).
+ServerConfig default_config();
+
+class Server {
+ public:
+  Server(ServerConfig config, const Registry& registry);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Checks routes against the registry, loads certificates and binds every
+  // listener. Port 0 binds a free port; ports() then says which.
+  Result<void> bind();
+  const std::vector<uint16_t>& ports() const noexcept;
+  // One line per listener and route, for the start-up banner.
+  std::string describe() const;
+  // Serves until stop() or a signal; 0 after a clean drain.
+  int run();
+  void stop() noexcept;
+  // Re-reads every TLS certificate (what SIGHUP does). Thread-safe.
+  Result<void> reload_certificates();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ember::flare

@@ -1,0 +1,247 @@
+// The edge server in-process on two loops: concurrent HTTP/1.1 keep-alive
+// clients, pipelining, and WebSocket chat rooms whose broadcasts cross loops.
+// Runs in the ThreadSanitizer build too, so it asserts behaviour, never speed.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ember/flare_server.hpp"
+#include "protocols/websocket/frame.hpp"
+#include "protocols/websocket/handshake.hpp"
+
+namespace ember::flare {
+namespace {
+
+using namespace std::chrono_literals;
+
+int dial(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{30, 0};  // hang guard
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool send_all(int fd, std::string_view s) {
+  while (!s.empty()) {
+    ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    s.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Reads until `marker` has appeared `count` times (or EOF / the guard).
+std::string read_until(int fd, std::string_view marker, int count = 1) {
+  std::string out;
+  char buf[4096];
+  auto occurrences = [&] {
+    int n = 0;
+    for (size_t at = out.find(marker); at != std::string::npos; at = out.find(marker, at + 1))
+      ++n;
+    return n;
+  };
+  while (occurrences() < count) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+class EdgeServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    add_example_flares(registry_);
+    ServerConfig c = default_config();
+    c.loops = 2;
+    c.listeners[0].port = 0;
+    server_ = std::make_unique<Server>(c, registry_);
+    auto bound = server_->bind();
+    ASSERT_TRUE(bound) << bound.error().message;
+    port_ = server_->ports().at(0);
+    runner_ = std::thread([this] { rc_ = server_->run(); });
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    if (runner_.joinable()) runner_.join();
+    EXPECT_EQ(rc_, 0);
+  }
+
+  Registry registry_;
+  std::unique_ptr<Server> server_;
+  uint16_t port_ = 0;
+  std::thread runner_;
+  int rc_ = -1;
+};
+
+TEST_F(EdgeServer, ConcurrentKeepAliveClientsOnBothLoops) {
+  constexpr int kClients = 6, kRequests = 200;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      int fd = dial(port_);
+      if (fd < 0) return;
+      for (int i = 0; i < kRequests; ++i) {
+        char body_text[32], req_text[128];
+        std::snprintf(body_text, sizeof body_text, "c%dr%d", c, i);
+        std::string body = body_text;
+        std::snprintf(req_text, sizeof req_text,
+                      "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n%s",
+                      body.size(), body_text);
+        std::string req = req_text;
+        if (!send_all(fd, req)) break;
+        std::string resp = read_until(fd, body);
+        if (resp.starts_with("HTTP/1.1 200 OK") && resp.ends_with(body)) ++ok;
+      }
+      ::close(fd);
+    });
+  }
+  for (auto& t : clients)
+    t.join();
+  EXPECT_EQ(ok.load(), kClients * kRequests);
+}
+
+TEST_F(EdgeServer, PipelinedRequestsAreAnsweredInOrder) {
+  int fd = dial(port_);
+  ASSERT_GE(fd, 0);
+  auto body = [](int i) {
+    char b[16];
+    std::snprintf(b, sizeof b, "B%03d", i);
+    return std::string(b);
+  };
+  std::string batch;
+  for (int i = 0; i < 50; ++i)
+    batch += "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n" + body(i);
+  // All 50 in one write; the answers must come back in the same order.
+  ASSERT_TRUE(send_all(fd, batch));
+  std::string all = read_until(fd, body(49));
+  size_t at = 0;
+  for (int i = 0; i < 50; ++i) {
+    size_t found = all.find("\r\n\r\n" + body(i), at);
+    ASSERT_NE(found, std::string::npos) << "answer " << i;
+    at = found + 1;
+  }
+  ::close(fd);
+}
+
+// A minimal WebSocket client over the project's own codec (client role).
+class WsClient : private websocket::ParserHandler {
+ public:
+  explicit WsClient(uint16_t port, const std::string& path)
+      : parser_(websocket::Role::client, *this), writer_(websocket::Role::client) {
+    fd_ = dial(port);
+    auto key = websocket::make_client_key();
+    IoChain out;
+    websocket::ClientRequest req;
+    req.host = "t";
+    req.target = path;
+    EXPECT_TRUE(websocket::write_upgrade_request(out, req, key));
+    send(out);
+    std::string head = read_until(fd_, "\r\n\r\n");
+    ok_ = head.starts_with("HTTP/1.1 101");
+    size_t end = head.find("\r\n\r\n");
+    if (end != std::string::npos && end + 4 < head.size()) feed(head.substr(end + 4));
+  }
+  ~WsClient() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return ok_; }
+  void send_text(std::string_view text) {
+    IoChain out;
+    writer_.write_frame(out, websocket::Opcode::text, Bytes::copy(text));
+    send(out);
+  }
+  // Waits until a message containing `needle` arrives.
+  bool wait_for(std::string_view needle) {
+    for (;;) {
+      for (const std::string& m : messages_)
+        if (m.find(needle) != std::string::npos) return true;
+      char buf[4096];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return false;
+      feed(std::string(buf, static_cast<size_t>(n)));
+    }
+  }
+
+ private:
+  void send(IoChain& out) {
+    std::string flat;
+    for (size_t i = 0; i < out.iov_count(); ++i)
+      flat.append(static_cast<const char*>(out.iov()[i].iov_base), out.iov()[i].iov_len);
+    send_all(fd_, flat);
+  }
+  void feed(const std::string& s) { parser_.feed(Bytes::copy(s)); }
+  void on_message(websocket::Opcode, const Bytes& payload) override {
+    messages_.push_back(payload.to_string());
+  }
+
+  int fd_ = -1;
+  bool ok_ = false;
+  websocket::Parser parser_;
+  websocket::Writer writer_;
+  std::vector<std::string> messages_;
+};
+
+TEST_F(EdgeServer, ChatRoomsBroadcastAcrossLoops) {
+  // Enough members that, with two loops, both loops almost surely hold some.
+  std::vector<std::unique_ptr<WsClient>> members;
+  for (int i = 0; i < 8; ++i) {
+    members.push_back(std::make_unique<WsClient>(port_, "/chat/room"));
+    ASSERT_TRUE(members.back()->ok());
+  }
+  WsClient outsider(port_, "/chat/other");
+  ASSERT_TRUE(outsider.ok());
+  members[3]->send_text("hello from three");
+  for (auto& m : members)
+    EXPECT_TRUE(m->wait_for("hello from three"));
+  outsider.send_text("only here");
+  EXPECT_TRUE(outsider.wait_for("only here"));
+}
+
+TEST_F(EdgeServer, WebSocketEchoWhileHttpFlows) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> http_ok{0};
+  std::thread http([&] {
+    int fd = dial(port_);
+    while (!stop) {
+      if (!send_all(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")) break;
+      if (read_until(fd, "hello").ends_with("hello")) ++http_ok;
+    }
+    ::close(fd);
+  });
+  WsClient ws(port_, "/ws");
+  ASSERT_TRUE(ws.ok());
+  for (int i = 0; i < 100; ++i) {
+    char text[32];
+    std::snprintf(text, sizeof text, "message %d", i);
+    std::string msg = text;
+    ws.send_text(msg);
+    ASSERT_TRUE(ws.wait_for(msg));
+  }
+  stop = true;
+  http.join();
+  EXPECT_GT(http_ok.load(), 0);
+}
+
+}  // namespace
+}  // namespace ember::flare
