@@ -19,7 +19,7 @@
 #include "ember/buffer_pool.hpp"
 #include "ember/io_chain.hpp"
 #include "ember/slab.hpp"
-#include "flame.pb.h"
+#include "ember_flame_wire.pb.h"
 #include "protocols/grpc/client.hpp"
 
 namespace ember::flame {
@@ -34,7 +34,7 @@ grpc::Status transport_error(const Error& e) {
 }
 
 Expected<CallResult, grpc::Status> decode_result(const std::optional<Bytes>& message) {
-  ::flame::v1::Result pb;
+  ::ember::wire::flame::v1::Result pb;
   if (message && !pb.ParseFromArray(message->data(), static_cast<int>(message->size())))
     return grpc::Status{grpc::StatusCode::internal, "malformed flame.v1.Result from the service"};
   CallResult r;
@@ -208,7 +208,7 @@ Result<std::unique_ptr<InstanceClient>> InstanceClient::connect(
 Expected<CallResult, grpc::Status> InstanceClient::enter(const std::string& session_id,
                                                          const std::string& application,
                                                          const std::optional<Bytes>& common_data) {
-  ::flame::v1::SessionContext pb;
+  ::ember::wire::flame::v1::SessionContext pb;
   pb.set_session_id(session_id);
   pb.mutable_application()->set_name(application);
   if (common_data) pb.set_common_data(common_data->to_string());
@@ -271,121 +271,6 @@ Result<void> InstanceClient::wait(std::vector<Completion>& out) {
 
 size_t InstanceClient::in_flight() const noexcept {
   return impl_->session.calls_in_flight();
-}
-
-// ---- ServiceProcess ------------------------------------------------------------
-
-Result<std::unique_ptr<ServiceProcess>> ServiceProcess::launch(const Options& o) {
-  if (o.argv.empty()) return Error("no service program given");
-  std::unique_ptr<ServiceProcess> p(new ServiceProcess);
-  std::string dir = o.socket_dir;
-  if (dir.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-flame-XXXXXX";
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data()))
-      return Error("cannot create a temp dir for the socket (" + templ +
-                   "): " + describe_errno(errno));
-    dir = buf.data();
-    p->temp_dir_ = dir;
-  }
-  p->socket_path_ = dir + "/instance.sock";
-  if (p->socket_path_.size() > 107)
-    return Error("socket path \"" + p->socket_path_ + "\" is over 107 bytes; set a shorter TMPDIR");
-
-  std::vector<std::string> env_strings = environment(p->socket_path_, o.env);
-  std::vector<char*> envp, argv;
-  for (auto& s : env_strings)
-    envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = o.argv;
-  for (auto& s : args)
-    argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  pid_t pid = ::fork();
-  if (pid < 0) return Error("fork(): " + describe_errno(errno), -errno);
-  if (pid == 0) {
-    // Child: own process group (the executor signals the group), stdin from
-    // /dev/null, stdout onto stderr so the caller's stdout stays clean.
-    ::setpgid(0, 0);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    if (devnull >= 0) ::dup2(devnull, 0);
-    if (o.stdout_to_stderr) ::dup2(2, 1);
-    ::signal(SIGPIPE, SIG_DFL);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    std::string msg = "ember: cannot run \"" + o.argv[0] + "\": " + std::strerror(errno) + "\n";
-    (void)!::write(2, msg.data(), msg.size());
-    ::_exit(127);
-  }
-  ::setpgid(pid, pid);  // both sides, so the group exists whoever runs first
-  p->pid_ = pid;
-
-  auto deadline = std::chrono::steady_clock::now() + o.startup_timeout;
-  for (;;) {
-    struct stat st;
-    if (::lstat(p->socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return p;
-    if (auto status = p->poll_exit())
-      return Error("the service exited with status " + std::to_string(*status) +
-                   " before creating its socket (see its log above)");
-    if (std::chrono::steady_clock::now() > deadline) {
-      p->terminate(std::chrono::milliseconds(1000));
-      return Error("the service did not create its socket within " +
-                   std::to_string(o.startup_timeout.count()) + " ms");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-}
-
-std::vector<std::string> ServiceProcess::environment(
-    const std::string& socket_path, const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    bool overridden = kv.starts_with("FLAME_INSTANCE_ENDPOINT=");
-    for (const auto& [k, v] : extra)
-      overridden = overridden || kv.starts_with(k + "=");
-    if (!overridden) env.emplace_back(kv);
-  }
-  env.push_back("FLAME_INSTANCE_ENDPOINT=" + socket_path);
-  for (const auto& [k, v] : extra)
-    env.push_back(k + "=" + v);
-  return env;
-}
-
-std::optional<int> ServiceProcess::poll_exit() {
-  if (status_) return status_;
-  if (pid_ <= 0) return std::nullopt;
-  int st;
-  pid_t r = ::waitpid(pid_, &st, WNOHANG);
-  if (r == pid_) status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return status_;
-}
-
-int ServiceProcess::terminate(std::chrono::milliseconds grace) {
-  if (auto s = poll_exit()) return *s;
-  ::kill(-pid_, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + grace;
-  while (!poll_exit()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(-pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return *status_;
-}
-
-ServiceProcess::~ServiceProcess() {
-  if (pid_ > 0 && !status_) terminate(std::chrono::milliseconds(2000));
-  if (!temp_dir_.empty()) {
-    ::unlink(socket_path_.c_str());
-    ::rmdir(temp_dir_.c_str());
-  }
 }
 
 }  // namespace ember::flame

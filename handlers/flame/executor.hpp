@@ -1,7 +1,11 @@
-// The executor's side of the Flame instance protocol, for `ember flame-run`,
-// tests and benchmarks: launch a service binary the way Flame's executor
-// does, and call it over its Unix socket with a gRPC client (nghttp2, client
-// role) configured like the executor's (16 KiB frames, 2 MiB stream window,
+// A BLOCKING gRPC client of the Flame instance protocol, kept for one user:
+// perf/bench_flame.cpp, which drives instance servers with it as a load
+// generator (its spin_wait mode polls the socket without sleeping, so the
+// client adds no wake-up latency to what the benchmark measures). Ember's
+// own executor side (`ember flame-run`, `ember flame-local`) runs on the
+// reactor instead: see handlers/flame/launcher.hpp.
+//
+// Configured like the executor's client (16 KiB frames, 2 MiB stream window,
 // 4 MiB largest response).
 #pragma once
 
@@ -17,6 +21,7 @@
 #include "ember/bytes.hpp"
 #include "ember/error.hpp"
 #include "ember/expected.hpp"
+#include "handlers/flame/launcher.hpp"
 #include "handlers/flame/wire.hpp"
 #include "protocols/grpc/status.hpp"
 
@@ -38,14 +43,6 @@ struct InstanceClientOptions {
   // Sent as grpc-timeout when > 0 (the executor sends none).
   uint64_t call_timeout_ns = 0;
 };
-
-// flame.v1.Result
-struct CallResult {
-  int32_t return_code = 0;
-  std::optional<std::string> message;
-};
-
-using wire::TaskOutcome;
 
 struct Completion {
   uint64_t tag;
@@ -85,40 +82,14 @@ class InstanceClient {
   std::unique_ptr<Impl> impl_;
 };
 
-// A service process started as Flame's executor starts one.
-class ServiceProcess {
- public:
-  struct Options {
-    std::vector<std::string> argv;                         // program and arguments
-    std::vector<std::pair<std::string, std::string>> env;  // added to ours
-    std::string socket_dir;  // empty: a new temp dir (removed afterwards)
-    std::chrono::milliseconds startup_timeout{10'000};
-    bool stdout_to_stderr = true;  // keep our stdout for task outputs
-  };
-
-  // Starts the process in its own process group and waits for its socket.
-  static Result<std::unique_ptr<ServiceProcess>> launch(const Options& options);
-  // The environment a service starts with: ours, FLAME_INSTANCE_ENDPOINT set
-  // to `socket_path`, and `extra` on top (overriding ours).
+// perf/bench_flame.cpp starts its services itself (setsid in the child) and
+// takes their environment from here.
+struct ServiceProcess {
   static std::vector<std::string> environment(
       const std::string& socket_path,
-      const std::vector<std::pair<std::string, std::string>>& extra);
-  ~ServiceProcess();
-
-  const std::string& socket_path() const noexcept { return socket_path_; }
-  pid_t pid() const noexcept { return pid_; }
-  // SIGTERM to the process group, then wait up to `grace` (then SIGKILL).
-  // Returns the exit status as the shell shows it (128+N for a signal).
-  int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(10'000));
-  // Exit status if it has exited already.
-  std::optional<int> poll_exit();
-
- private:
-  ServiceProcess() = default;
-  pid_t pid_ = -1;
-  std::string socket_path_;
-  std::string temp_dir_;
-  std::optional<int> status_;
+      const std::vector<std::pair<std::string, std::string>>& extra) {
+    return instance_environment(socket_path, extra);
+  }
 };
 
 }  // namespace ember::flame

@@ -1,9 +1,10 @@
 // The Flame instance server: flame.v1.Instance over gRPC on the reactor.
 //
 // Bytes from the socket go through the gRPC server session (HTTP/2 + message
-// framing) to InstanceConnection::on_call, which decodes the request in place
-// and calls the user's service. The answer is encoded as a few header bytes
-// plus the output by reference, and leaves in the loop's flush phase.
+// framing), driven by grpc::ServerConnection, to InstanceConnection::on_call,
+// which decodes the request in place and calls the user's service. The answer
+// is encoded as a few header bytes plus the output by reference, and leaves in
+// the loop's flush phase.
 #include <unistd.h>
 
 #include <atomic>
@@ -14,7 +15,7 @@
 #include "ember/log.hpp"
 #include "ember/reactor.hpp"
 #include "handlers/flame/wire.hpp"
-#include "protocols/grpc/server.hpp"
+#include "protocols/grpc/server_connection.hpp"
 
 namespace ember::flame {
 namespace detail {
@@ -90,60 +91,19 @@ struct Instance {
   uint64_t failed = 0;
 };
 
-class InstanceConnection final : public ConnectionHandler, private grpc::ServerHandler {
+// The executor is trusted: its protocol errors are warnings. No idle
+// timeout: it keeps its one connection open between sessions.
+constexpr http2::ServerConnectionOptions kConnectionOptions = {
+    .log_target = "ember.flame", .peer_error_level = log::Level::warn};
+
+class InstanceConnection final : public grpc::ServerConnection {
  public:
   InstanceConnection(Loop& loop, Instance& instance, const grpc::ServerOptions& options)
-      : loop_(loop), instance_(instance), session_(*this, options, loop.slab(), &loop.buffers()) {}
-
-  void on_open(Connection& conn) override {
-    conn_ = &conn;
-    EMBER_DEBUG("ember.flame", "executor connected", {"connection", conn.id()});
-    conn.want_write();  // our SETTINGS go first
-  }
-
-  void on_data(Connection& conn, const Bytes& data) override {
-    if (broken_) return;
-    Result<void> r = session_.feed(data);
-    if (!r) {
-      EMBER_WARN("ember.flame", "closing connection", {"connection", conn.id()},
-                 {"reason", r.error().message});
-      broken_ = true;
-    }
-    if (broken_ || session_.wants_write()) conn.want_write();
-  }
-
-  bool read_target(ReadTarget& target) override { return !broken_ && session_.read_target(target); }
-
-  void on_writable(Connection& conn, IoChain& out) override {
-    Result<void> r = session_.produce(out);
-    if (!r) {
-      EMBER_WARN("ember.flame", "closing connection", {"connection", conn.id()},
-                 {"reason", r.error().message});
-      conn.close();
-      return;
-    }
-    if (broken_ || !session_.alive() || (draining_ && session_.idle())) {
-      conn.close();
-      return;
-    }
-    // produce() stops after a bounded amount; come back for the rest.
-    if (!out.empty() && session_.wants_write()) conn.want_write();
-  }
-
-  void on_close(Connection& conn, int error) override {
-    EMBER_DEBUG("ember.flame", "executor disconnected", {"connection", conn.id()},
-                {"error", error == 0 ? "none" : describe_errno(error)});
-  }
-
-  void on_drain(Connection& conn) override {
-    draining_ = true;
-    session_.shutdown();
-    conn.want_write();
-  }
+      : ServerConnection(loop, kConnectionOptions, options), instance_(instance) {}
 
   // Called on the loop thread when an async task has its answer.
   void finish_task(PendingTask* p) {
-    loop_.cancel(p->deadline);
+    loop().cancel(p->deadline);
     grpc::ServerCall* call = p->call;
     p->owner = nullptr;
     p->call = nullptr;
@@ -153,6 +113,14 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
   }
 
  private:
+  void opened(Connection& conn) override {
+    EMBER_DEBUG("ember.flame", "executor connected", {"connection", conn.id()});
+  }
+  void closed(Connection& conn, int error) override {
+    EMBER_DEBUG("ember.flame", "executor disconnected", {"connection", conn.id()},
+                {"error", error == 0 ? "none" : describe_errno(error)});
+  }
+
   int resolve_method(std::string_view path) override {
     if (path == "/flame.v1.Instance/OnTaskInvoke") return kInvoke;
     if (path == "/flame.v1.Instance/OnSessionEnter") return kEnter;
@@ -177,7 +145,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
     // Cancelled before the service answered: the answer will be dropped.
     EMBER_INFO("ember.flame", "task cancelled before its answer",
                {"reason", responded ? "deadline" : "client reset or disconnect"});
-    loop_.cancel(p->deadline);
+    loop().cancel(p->deadline);
     p->owner = nullptr;
     p->call = nullptr;
     call.user = nullptr;
@@ -186,16 +154,16 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
 
   void enter(grpc::ServerCall& call) {
     auto ctx = wire::decode_session_context(call.request());
+    if (!ctx && ctx.error().kind == wire::DecodeError::Kind::malformed)
+      return reject(call, grpc::StatusCode::internal, ctx.error().message);
     Status status = [&]() -> Status {
-      if (!ctx) return FlameError::invalid_config(ctx.error());
+      if (!ctx) return FlameError::invalid_config(ctx.error().message);
       EMBER_INFO("ember.flame", "session entered", {"session_id", ctx->session_id},
                  {"application", ctx->application.name});
       instance_.session_id = ctx->session_id;
       instance_.in_session = true;
       return guarded([&] { return instance_.service.enter(*ctx); });
     }();
-    if (!ctx && ctx.error().starts_with("malformed"))
-      return fail(call, grpc::StatusCode::internal, ctx.error());
     if (!status)
       EMBER_WARN("ember.flame", "session enter failed", {"error", status.error().to_string()});
     reply_result(call, status);
@@ -203,7 +171,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
 
   void leave(grpc::ServerCall& call) {
     if (!wire::is_well_formed(call.request()))
-      return fail(call, grpc::StatusCode::internal, "malformed EmptyRequest");
+      return reject(call, grpc::StatusCode::internal, "malformed EmptyRequest");
     Status status = guarded([&] { return instance_.service.leave(); });
     EMBER_INFO("ember.flame", "session left", {"session_id", instance_.session_id},
                {"tasks", instance_.tasks}, {"failed", instance_.failed});
@@ -213,7 +181,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
 
   void invoke(grpc::ServerCall& call) {
     auto ctx = wire::decode_task_context(call.request());
-    if (!ctx) return fail(call, grpc::StatusCode::internal, ctx.error());
+    if (!ctx) return reject(call, grpc::StatusCode::internal, ctx.error());
     ++instance_.tasks;
     EMBER_TRACE("ember.flame", "task", {"task_id", ctx->task_id},
                 {"input_bytes", ctx->input ? ctx->input->size() : 0});
@@ -250,14 +218,14 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
         release(task, loop != nullptr);  // the completion's reference
       };
     }
-    if (p->mailbox != loop_.mailbox()) p->mailbox = loop_.mailbox();
+    if (p->mailbox != loop().mailbox()) p->mailbox = loop().mailbox();
     p->owner = this;
     p->call = &call;
     call.user = p;
     if (call.has_deadline()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           call.deadline() - std::chrono::steady_clock::now());
-      loop_.arm(p->deadline, left.count() > 0 ? static_cast<uint64_t>(left.count()) : 0);
+      loop().arm(p->deadline, left.count() > 0 ? static_cast<uint64_t>(left.count()) : 0);
     }
     tls_inline_task = p;
     // A handler that throws before answering drops its completion while the
@@ -285,8 +253,8 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
   void on_deadline(PendingTask* p) {
     grpc::ServerCall* call = p->call;
     if (!call) return;
-    fail(*call, grpc::StatusCode::deadline_exceeded,
-         "the task did not finish before the client's grpc-timeout");
+    reject(*call, grpc::StatusCode::deadline_exceeded,
+           "the task did not finish before the client's grpc-timeout");
   }
 
   void send_task_result(grpc::ServerCall& call, TaskResult result) {
@@ -310,20 +278,17 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
                  {"output_bytes", enc.body.size()}, {"limit", instance_.options.max_output_bytes});
       enc = wire::encode_task_failure(msg);
     }
-    session_.respond(call, enc.head_span(), std::move(enc.body));
-    if (conn_) conn_->want_write();
+    respond(call, enc.head_span(), std::move(enc.body));
   }
 
   void reply_result(grpc::ServerCall& call, const Status& status) {
-    session_.respond(call, {}, wire::encode_result(status));
-    if (conn_) conn_->want_write();
+    respond(call, {}, wire::encode_result(status));
   }
 
-  void fail(grpc::ServerCall& call, grpc::StatusCode code, std::string_view message) {
+  void reject(grpc::ServerCall& call, grpc::StatusCode code, std::string_view message) {
     EMBER_WARN("ember.flame", "call rejected", {"path", call.path()},
                {"status", grpc::status_name(code)}, {"message", message});
-    session_.fail(call, code, message);
-    if (conn_) conn_->want_write();
+    fail(call, code, message);
   }
 
   template <class F>
@@ -337,12 +302,7 @@ class InstanceConnection final : public ConnectionHandler, private grpc::ServerH
     }
   }
 
-  Loop& loop_;
   Instance& instance_;
-  grpc::ServerSession session_;
-  Connection* conn_ = nullptr;
-  bool draining_ = false;
-  bool broken_ = false;
 };
 
 class SyncAdapter final : public ServiceAdapter {

@@ -6,7 +6,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
-#include "flame.pb.h"
+#include "ember_flame_wire.pb.h"
 
 namespace ember::flame::wire {
 namespace {
@@ -144,7 +144,7 @@ EncodedMessage encode_task_context(std::string_view task_id, std::string_view se
   // Tag and a varint length of at most 5 bytes per field.
   size_t need = 6 + task_id.size() + 6 + session_id.size() + (input ? 6 : 0);
   if (need > EncodedMessage::kMaxHead) {
-    ::flame::v1::TaskContext pb;
+    ::ember::wire::flame::v1::TaskContext pb;
     pb.set_task_id(std::string(task_id));
     pb.set_session_id(std::string(session_id));
     if (input) pb.set_input(input->to_string());
@@ -198,16 +198,17 @@ Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
   return out;
 }
 
-Expected<SessionContext, std::string> decode_session_context(const Bytes& message) {
-  ::flame::v1::SessionContext pb;
+Expected<SessionContext, DecodeError> decode_session_context(const Bytes& message) {
+  ::ember::wire::flame::v1::SessionContext pb;
   if (!pb.ParseFromArray(message.data(), static_cast<int>(message.size())))
-    return std::string("malformed SessionContext");
+    return DecodeError{DecodeError::Kind::malformed, "malformed SessionContext"};
   SessionContext ctx;
   ctx.session_id = pb.session_id();
-  if (!pb.has_application()) return std::string("SessionContext has no application");
+  if (!pb.has_application())
+    return DecodeError{DecodeError::Kind::invalid, "SessionContext has no application"};
   const auto& app = pb.application();
   ctx.application.name = app.name();
-  ctx.application.shim = app.shim() == ::flame::v1::Wasm ? Shim::Wasm : Shim::Host;
+  ctx.application.shim = app.shim() == ::ember::wire::flame::v1::Wasm ? Shim::Wasm : Shim::Host;
   if (app.has_image()) ctx.application.image = app.image();
   if (app.has_command()) ctx.application.command = app.command();
   if (app.has_working_directory()) ctx.application.working_directory = app.working_directory();
@@ -218,7 +219,7 @@ Expected<SessionContext, std::string> decode_session_context(const Bytes& messag
 }
 
 Bytes encode_result(const Status& status) {
-  ::flame::v1::Result pb;
+  ::ember::wire::flame::v1::Result pb;
   if (!status) {
     pb.set_return_code(-1);
     pb.set_message(status.error().to_string());
@@ -227,7 +228,7 @@ Bytes encode_result(const Status& status) {
 }
 
 bool is_well_formed(const Bytes& message) {
-  ::flame::v1::EmptyRequest pb;
+  ::ember::wire::flame::v1::EmptyRequest pb;
   return pb.ParseFromArray(message.data(), static_cast<int>(message.size()));
 }
 

@@ -47,7 +47,16 @@ struct TaskOutcome {
 };
 Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message);
 
-Expected<SessionContext, std::string> decode_session_context(const Bytes& message);
+// Why a cold-path message was refused: `malformed` bytes are not the message
+// at all (a gRPC-level error, INTERNAL); an `invalid` message parsed but
+// breaks a rule of the Flame protocol (a Flame failure the service reports).
+struct DecodeError {
+  enum class Kind : uint8_t { malformed, invalid };
+  Kind kind;
+  std::string message;
+};
+
+Expected<SessionContext, DecodeError> decode_session_context(const Bytes& message);
 // flame.v1.Result: 0 and no message, or -1 and the message.
 Bytes encode_result(const Status& status);
 // EmptyRequest: any well-formed message.

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "flame.pb.h"
+#include "ember_flame_wire.pb.h"
 #include "handlers/flame/wire.hpp"
 
 using ember::Bytes;
@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Bytes message = Bytes::copy(std::span(data, size));
   auto ctx = ember::flame::wire::decode_task_context(message);
 
-  ::flame::v1::TaskContext ref;
+  ::ember::wire::flame::v1::TaskContext ref;
   bool ref_ok = ref.ParseFromArray(data, static_cast<int>(size));
   if (ctx) {
     // Views must lie inside the message; the input must share its storage.
@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (ctx->input && ctx->input->view() != ref.input()) std::abort();
     }
     // Re-encoded canonically, it decodes to the same values.
-    ::flame::v1::TaskContext again;
+    ::ember::wire::flame::v1::TaskContext again;
     again.set_task_id(std::string(ctx->task_id));
     again.set_session_id(std::string(ctx->session_id));
     if (ctx->input) again.set_input(ctx->input->to_string());

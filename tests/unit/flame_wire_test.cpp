@@ -9,7 +9,7 @@
 #include <random>
 #include <string>
 
-#include "flame.pb.h"
+#include "ember_flame_wire.pb.h"
 #include "tests/unit/test_util.hpp"
 
 namespace ember::flame::wire {
@@ -57,7 +57,7 @@ Expected<TaskContext, std::string> decode(const std::string& wire) {
 TEST(TaskContextDecode, MatchesGeneratedSerializerOnRandomMessages) {
   std::mt19937 rng(42);
   for (int i = 0; i < 500; ++i) {
-    ::flame::v1::TaskContext pb;
+    ::ember::wire::flame::v1::TaskContext pb;
     pb.set_task_id(id_for(rng));
     pb.set_session_id(id_for(rng));
     int input_kind = static_cast<int>(rng() % 3);  // absent, empty, bytes
@@ -78,7 +78,7 @@ TEST(TaskContextDecode, MatchesGeneratedSerializerOnRandomMessages) {
 }
 
 TEST(TaskContextDecode, ViewsPointIntoTheMessageBuffer) {
-  ::flame::v1::TaskContext pb;
+  ::ember::wire::flame::v1::TaskContext pb;
   pb.set_task_id("task-7");
   pb.set_session_id("session-1");
   pb.set_input(std::string(4096, 'i'));
@@ -146,7 +146,7 @@ TEST(TaskContextDecode, UnknownFieldsOfEveryWireTypeAreSkipped) {
   EXPECT_EQ(ctx->session_id, "sess");
   ASSERT_TRUE(ctx->input);
   EXPECT_EQ(ctx->input->view(), "in");
-  ::flame::v1::TaskContext pb;
+  ::ember::wire::flame::v1::TaskContext pb;
   ASSERT_TRUE(pb.ParseFromString(wire));
   EXPECT_EQ(pb.task_id(), "task");
 }
@@ -175,7 +175,7 @@ TEST(TaskContextDecode, ShuffledFieldsWithUnknownsMatchLibprotobuf) {
     for (const std::string& f : fields)
       wire += f;
 
-    ::flame::v1::TaskContext ref;
+    ::ember::wire::flame::v1::TaskContext ref;
     ASSERT_TRUE(ref.ParseFromString(wire));
     auto ctx = decode(wire);
     ASSERT_TRUE(ctx) << ctx.error();
@@ -193,7 +193,7 @@ TEST(TaskContextDecode, RepeatedSingularFieldLastOneWins) {
       Pb().bytes(1, "first").bytes(4, "old").bytes(2, "s").bytes(1, "second").bytes(4, "new").out;
   auto ctx = decode(wire);
   ASSERT_TRUE(ctx);
-  ::flame::v1::TaskContext pb;
+  ::ember::wire::flame::v1::TaskContext pb;
   ASSERT_TRUE(pb.ParseFromString(wire));
   EXPECT_EQ(ctx->task_id, "second");
   EXPECT_EQ(ctx->task_id, pb.task_id());
@@ -228,7 +228,7 @@ TEST(TaskContextDecode, TruncatedLengthIsAnError) {
 TEST(TaskContextDecode, LengthAbove32BitsIsAnError) {
   // 2^32 + 2 must not be read as 2: protobuf and prost reject it.
   std::string wire = Pb().tag(1, 2).varint((1ull << 32) + 2).raw("ok").out;
-  ::flame::v1::TaskContext pb;
+  ::ember::wire::flame::v1::TaskContext pb;
   EXPECT_FALSE(pb.ParseFromString(wire));
   expect_error(wire, "field 1");
   wire = Pb().tag(4, 2).varint((1ull << 32) + 2).raw("ok").out;
@@ -272,7 +272,7 @@ TEST(TaskContextDecode, TagZeroIsAnError) {
 }
 
 TEST(TaskContextDecode, EveryPrefixOfAValidMessageAgreesWithLibprotobuf) {
-  ::flame::v1::TaskContext pb;
+  ::ember::wire::flame::v1::TaskContext pb;
   pb.set_task_id("t\xc3\xa9sk");
   pb.set_session_id("s");
   pb.set_input(std::string(200, 'x'));
@@ -280,7 +280,7 @@ TEST(TaskContextDecode, EveryPrefixOfAValidMessageAgreesWithLibprotobuf) {
   google::protobuf::LogSilencer quiet;  // libprotobuf logs cut UTF-8 strings
   for (size_t n = 0; n <= wire.size(); ++n) {
     std::string prefix = wire.substr(0, n);
-    ::flame::v1::TaskContext ref;
+    ::ember::wire::flame::v1::TaskContext ref;
     bool ok = ref.ParseFromString(prefix);
     EXPECT_EQ(static_cast<bool>(decode(prefix)), ok) << "prefix of " << n << " bytes";
   }
@@ -289,7 +289,7 @@ TEST(TaskContextDecode, EveryPrefixOfAValidMessageAgreesWithLibprotobuf) {
 TEST(TaskResultEncode, AbsentOutputIsAnEmptyMessage) {
   EncodedMessage r = encode_task_success(std::nullopt);
   EXPECT_EQ(r.size(), 0u);
-  ::flame::v1::TaskResult pb;
+  ::ember::wire::flame::v1::TaskResult pb;
   ASSERT_TRUE(pb.ParseFromString(""));
   EXPECT_EQ(pb.return_code(), 0);
   EXPECT_FALSE(pb.has_output());
@@ -301,7 +301,7 @@ std::string joined(const EncodedMessage& r) {
 
 TEST(TaskResultEncode, EmptyOutputIsPresent) {
   EncodedMessage r = encode_task_success(Bytes());
-  ::flame::v1::TaskResult pb;
+  ::ember::wire::flame::v1::TaskResult pb;
   ASSERT_TRUE(pb.ParseFromString(joined(r)));
   EXPECT_EQ(pb.return_code(), 0);
   EXPECT_TRUE(pb.has_output());
@@ -316,7 +316,7 @@ TEST(TaskResultEncode, OutputIsSentByReference) {
     EncodedMessage r = encode_task_success(output);
     EXPECT_EQ(r.body.data(), output.data());  // no copy
     EXPECT_EQ(r.size(), r.head_len + size);
-    ::flame::v1::TaskResult pb;
+    ::ember::wire::flame::v1::TaskResult pb;
     ASSERT_TRUE(pb.ParseFromString(joined(r)));
     EXPECT_EQ(pb.return_code(), 0);
     EXPECT_EQ(pb.output(), output.view());
@@ -328,7 +328,7 @@ TEST(TaskResultEncode, FailureCarriesMinusOneAndTheMessage) {
   for (std::string msg : {std::string(), std::string("boom"), std::string(300, 'e'),
                           std::string("caf\xc3\xa9 \xf0\x9f\x94\xa5")}) {
     EncodedMessage r = encode_task_failure(msg);
-    ::flame::v1::TaskResult pb;
+    ::ember::wire::flame::v1::TaskResult pb;
     ASSERT_TRUE(pb.ParseFromString(joined(r)));
     EXPECT_EQ(pb.return_code(), -1);
     EXPECT_TRUE(pb.has_message());
@@ -339,11 +339,11 @@ TEST(TaskResultEncode, FailureCarriesMinusOneAndTheMessage) {
 }
 
 TEST(SessionContextDecode, FullApplication) {
-  ::flame::v1::SessionContext pb;
+  ::ember::wire::flame::v1::SessionContext pb;
   pb.set_session_id("s-1");
   auto* app = pb.mutable_application();
   app->set_name("pi");
-  app->set_shim(::flame::v1::Wasm);
+  app->set_shim(::ember::wire::flame::v1::Wasm);
   app->set_image("img");
   app->set_command("/bin/pi");
   app->set_working_directory("/tmp");
@@ -351,7 +351,7 @@ TEST(SessionContextDecode, FullApplication) {
   app->set_installer("none");
   pb.set_common_data(std::string("\x00\x01", 2));
   auto ctx = decode_session_context(Bytes::copy(pb.SerializeAsString()));
-  ASSERT_TRUE(ctx) << ctx.error();
+  ASSERT_TRUE(ctx) << ctx.error().message;
   EXPECT_EQ(ctx->session_id, "s-1");
   EXPECT_EQ(ctx->application.name, "pi");
   EXPECT_EQ(ctx->application.shim, Shim::Wasm);
@@ -365,7 +365,7 @@ TEST(SessionContextDecode, FullApplication) {
 }
 
 TEST(SessionContextDecode, OptionalFieldsAbsentAndCommonDataEmpty) {
-  ::flame::v1::SessionContext pb;
+  ::ember::wire::flame::v1::SessionContext pb;
   pb.set_session_id("s");
   pb.mutable_application()->set_name("echo");
   auto ctx = decode_session_context(Bytes::copy(pb.SerializeAsString()));
@@ -383,11 +383,12 @@ TEST(SessionContextDecode, OptionalFieldsAbsentAndCommonDataEmpty) {
 }
 
 TEST(SessionContextDecode, MissingApplicationIsAnError) {
-  ::flame::v1::SessionContext pb;
+  ::ember::wire::flame::v1::SessionContext pb;
   pb.set_session_id("s");
   auto ctx = decode_session_context(Bytes::copy(pb.SerializeAsString()));
   ASSERT_FALSE(ctx);
-  EXPECT_NE(ctx.error().find("no application"), std::string::npos) << ctx.error();
+  EXPECT_EQ(ctx.error().kind, DecodeError::Kind::invalid);
+  EXPECT_EQ(ctx.error().message, "SessionContext has no application");
   // An empty application message is present, though.
   pb.mutable_application();
   EXPECT_TRUE(decode_session_context(Bytes::copy(pb.SerializeAsString())));
@@ -396,11 +397,12 @@ TEST(SessionContextDecode, MissingApplicationIsAnError) {
 TEST(SessionContextDecode, MalformedIsAnError) {
   auto ctx = decode_session_context(Bytes::copy(std::string("\x0a\x09short", 7)));
   ASSERT_FALSE(ctx);
-  EXPECT_NE(ctx.error().find("malformed"), std::string::npos);
+  EXPECT_EQ(ctx.error().kind, DecodeError::Kind::malformed);
+  EXPECT_EQ(ctx.error().message, "malformed SessionContext");
 }
 
 TEST(ResultEncode, OkAndError) {
-  ::flame::v1::Result pb;
+  ::ember::wire::flame::v1::Result pb;
   ASSERT_TRUE(pb.ParseFromString(encode_result(Status()).to_string()));
   EXPECT_EQ(pb.return_code(), 0);
   EXPECT_FALSE(pb.has_message());
