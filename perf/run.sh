@@ -48,7 +48,9 @@ if [ ! -f "$build/build.ninja" ]; then
   cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DEMBER_BUILD_TESTS=OFF \
     -DEMBER_BUILD_PERF=ON >/dev/null
 fi
-if ! ninja -C "$build" -t targets all 2>/dev/null | grep -q '^ember-bench-flame:'; then
+# Not a pipe into grep -q: grep exits at the first match, ninja gets SIGPIPE
+# and pipefail turns the found target into a failure.
+if ! grep -q '^ember-bench-flame:' <<<"$(ninja -C "$build" -t targets all 2>/dev/null)"; then
   echo "perf/run.sh: $build has no benchmark target; reconfigure it with -DEMBER_BUILD_PERF=ON" >&2
   exit 2
 fi
