@@ -8,12 +8,15 @@
 // with SIGTERM to its process group.
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -21,7 +24,8 @@
 
 #include "ember/config.hpp"
 #include "ember/log.hpp"
-#include "handlers/flame/executor.hpp"
+#include "ember/reactor.hpp"
+#include "handlers/flame/launcher.hpp"
 
 namespace {
 
@@ -254,115 +258,238 @@ void print_output(const Options& o, const std::optional<Bytes>& output) {
   std::fputc('\n', stdout);
 }
 
-int flame_run(int argc, char** argv) {
-  Options o = parse_args(argc, argv);
-  std::vector<std::optional<Bytes>> tasks = load_tasks(o);
+// Drives one service on the loop: launch, then per session enter, the tasks
+// one at a time, leave; then SIGTERM and the exit status.
+class FlameRun {
+ public:
+  FlameRun(ember::Reactor& reactor, const Options& o, std::vector<std::optional<Bytes>> tasks)
+      : reactor_(reactor), loop_(reactor.loop(0)), o_(o), tasks_(std::move(tasks)) {}
 
-  flame::ServiceProcess::Options po;
-  po.argv = o.command;
-  po.startup_timeout = std::chrono::milliseconds(o.startup_timeout_ms);
-  auto service = flame::ServiceProcess::launch(po);
-  if (!service) {
-    std::fprintf(stderr, "ember flame-run: %s\n", service.error().message.c_str());
-    return kExitService;
-  }
-  flame::InstanceClientOptions co;
-  co.max_response_bytes = o.max_response;
-  co.io_timeout_ms = static_cast<int>(o.timeout_ms);
-  auto client = flame::InstanceClient::connect((*service)->socket_path(), co);
-  if (!client) {
-    std::fprintf(stderr, "ember flame-run: %s\n", client.error().message.c_str());
-    return kExitService;
+  void start() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp");
+    templ.append("/ember-flame-XXXXXX");
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data())) {
+      std::fprintf(stderr, "ember flame-run: cannot create a temp dir for the socket (%s): %s\n",
+                   templ.c_str(), std::strerror(errno));
+      return done(kExitService);
+    }
+    dir_ = buf.data();
+    flame::LaunchSpec spec;
+    spec.argv = o_.command;
+    spec.socket_path = dir_ + "/instance.sock";
+    spec.startup_timeout = std::chrono::milliseconds(o_.startup_timeout_ms);
+    auto p = flame::InstanceProcess::launch(
+        loop_, std::move(spec), [this](ember::Result<void> r) { on_ready(std::move(r)); },
+        [this](int status) { on_exit(status); });
+    if (!p) {
+      std::fprintf(stderr, "ember flame-run: %s\n", p.error().message.c_str());
+      return done(kExitService);
+    }
+    process_ = std::move(*p);
+    started_ = std::chrono::steady_clock::now();
   }
 
-  std::optional<Bytes> common;
-  if (o.common_data) common = Bytes::copy(*o.common_data);
-  uint64_t ran = 0, failed = 0;
-  bool broken = false;
-  auto started = std::chrono::steady_clock::now();
-  for (uint64_t s = 0; s < o.sessions && !broken; ++s) {
-    std::string session_id =
-        o.sessions == 1 ? o.session_id : o.session_id + "-" + std::to_string(s + 1);
-    auto entered = (*client)->enter(session_id, o.app, common);
-    if (!entered) {
-      std::fprintf(stderr, "ember flame-run: OnSessionEnter failed: %s: %s\n",
-                   std::string(ember::grpc::status_name(entered.error().code)).c_str(),
-                   entered.error().message.c_str());
-      broken = true;
-      break;
+  // SIGINT/SIGTERM: stop the service and leave.
+  void interrupt() {
+    std::fprintf(stderr, "ember flame-run: interrupted; stopping the service\n");
+    broken_ = true;
+    finish();
+  }
+
+  int exit_code() const { return code_; }
+  ~FlameRun() {
+    channel_.reset();
+    process_.reset();
+    if (!dir_.empty()) {
+      ::unlink((dir_ + "/instance.sock").c_str());
+      ::rmdir(dir_.c_str());
     }
-    if (entered->return_code != 0) {
-      std::fprintf(stderr, "ember flame-run: session %s was refused: %s\n", session_id.c_str(),
-                   entered->message.value_or("(no message)").c_str());
-      failed += tasks.size() * o.repeat;
-      continue;
+  }
+
+ private:
+  void on_ready(ember::Result<void> r) {
+    if (!r) {
+      std::fprintf(stderr, "ember flame-run: %s\n", r.error().message.c_str());
+      process_.reset();
+      return done(kExitService);
     }
-    uint64_t task_no = 0;
-    for (uint64_t r = 0; r < o.repeat && !broken; ++r) {
-      for (const auto& input : tasks) {
-        std::string task_id = std::to_string(++task_no);
-        auto outcome = (*client)->invoke(task_id, session_id, input);
-        ++ran;
-        if (!outcome) {
-          std::fprintf(stderr, "ember flame-run: task %s: call failed: %s: %s\n", task_id.c_str(),
-                       std::string(ember::grpc::status_name(outcome.error().code)).c_str(),
-                       outcome.error().message.c_str());
-          ++failed;
-          if (outcome.error().code == ember::grpc::StatusCode::unavailable) broken = true;
-          if (broken) break;
-          continue;
-        }
-        if (outcome->return_code != 0) {
-          std::fprintf(stderr, "ember flame-run: task %s failed (return_code %d): %s\n",
-                       task_id.c_str(), outcome->return_code,
-                       outcome->message.value_or("(no message)").c_str());
-          ++failed;
-          if (o.output == "text" || o.output == "hex") std::fputc('\n', stdout);
-          continue;
-        }
-        print_output(o, outcome->output);
+    flame::InstanceChannelOptions co;
+    co.max_response_bytes = o_.max_response;
+    co.call_timeout = std::chrono::milliseconds(o_.timeout_ms);
+    channel_ = std::make_unique<flame::InstanceChannel>(loop_, process_->socket_path(), co);
+    if (o_.common_data) common_ = Bytes::copy(*o_.common_data);
+    next_session();
+  }
+
+  void next_session() {
+    if (session_ == o_.sessions || broken_) return finish();
+    session_id_ =
+        o_.sessions == 1 ? o_.session_id : o_.session_id + "-" + std::to_string(session_ + 1);
+    ++session_;
+    flame::ApplicationInfo app;
+    app.name = o_.app;
+    channel_->enter(session_id_, app, common_, [this](auto entered) {
+      if (!entered) {
+        std::fprintf(stderr, "ember flame-run: OnSessionEnter failed: %s: %s\n",
+                     std::string(ember::grpc::status_name(entered.error().code)).c_str(),
+                     entered.error().message.c_str());
+        broken_ = true;
+        return finish();
       }
-    }
-    if (!broken) {
-      auto left = (*client)->leave();
+      if (entered->return_code != 0) {
+        std::fprintf(stderr, "ember flame-run: session %s was refused: %s\n", session_id_.c_str(),
+                     entered->message.value_or("(no message)").c_str());
+        failed_ += tasks_.size() * o_.repeat;
+        return next_session();
+      }
+      task_no_ = 0;
+      next_task();
+    });
+  }
+
+  void next_task() {
+    if (broken_) return finish();
+    if (tasks_.empty() || task_no_ == tasks_.size() * o_.repeat) return leave();
+    const std::optional<Bytes>& input = tasks_[task_no_ % tasks_.size()];
+    std::string task_id = std::to_string(++task_no_);
+    channel_->invoke(task_id, session_id_, input, [this, task_id](auto outcome) {
+      ++ran_;
+      if (!outcome) {
+        std::fprintf(stderr, "ember flame-run: task %s: call failed: %s: %s\n", task_id.c_str(),
+                     std::string(ember::grpc::status_name(outcome.error().code)).c_str(),
+                     outcome.error().message.c_str());
+        ++failed_;
+        if (outcome.error().code == ember::grpc::StatusCode::unavailable) broken_ = true;
+        return next_task();
+      }
+      if (outcome->return_code != 0) {
+        std::fprintf(stderr, "ember flame-run: task %s failed (return_code %d): %s\n",
+                     task_id.c_str(), outcome->return_code,
+                     outcome->message.value_or("(no message)").c_str());
+        ++failed_;
+        if (o_.output == "text" || o_.output == "hex") std::fputc('\n', stdout);
+        return next_task();
+      }
+      print_output(o_, outcome->output);
+      next_task();
+    });
+  }
+
+  void leave() {
+    channel_->leave([this](auto left) {
       if (!left) {
         std::fprintf(stderr, "ember flame-run: OnSessionLeave failed: %s\n",
                      left.error().message.c_str());
-        broken = true;
+        broken_ = true;
       } else if (left->return_code != 0) {
         std::fprintf(stderr, "ember flame-run: session %s: leave reported: %s\n",
-                     session_id.c_str(), left->message.value_or("(no message)").c_str());
+                     session_id_.c_str(), left->message.value_or("(no message)").c_str());
       }
+      next_session();
+    });
+  }
+
+  // Stop the service; done() follows its exit.
+  void finish() {
+    if (finishing_) return;
+    finishing_ = true;
+    std::fflush(stdout);
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    channel_.reset();
+    if (!process_) return summary_and_done();
+    if (process_->exit_status()) return summary_and_done();
+    process_->terminate();
+  }
+
+  void on_exit(int status) {
+    status_ = status;
+    if (!finishing_) {
+      // Exited on its own: the calls in flight fail with UNAVAILABLE, which
+      // ends the run; report how it ended.
+      std::fprintf(stderr, "ember flame-run: the service %s\n",
+                   flame::describe_exit(status).c_str());
+      broken_ = true;
+      return;
     }
+    summary_and_done();
   }
-  std::fflush(stdout);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  client->reset();
-  int status = (*service)->terminate();
-  if (!o.quiet) {
-    std::fprintf(stderr,
-                 "ember flame-run: %llu task(s), %llu failed, %llu session(s) in %.3f s "
-                 "(%.0f tasks/s); service exited with status %d\n",
-                 static_cast<unsigned long long>(ran), static_cast<unsigned long long>(failed),
-                 static_cast<unsigned long long>(o.sessions), secs, secs > 0 ? ran / secs : 0.0,
-                 status);
+
+  void summary_and_done() {
+    int status =
+        status_.value_or(process_ && process_->exit_status() ? *process_->exit_status() : -1);
+    if (!o_.quiet) {
+      double secs = seconds_;
+      std::fprintf(stderr,
+                   "ember flame-run: %llu task(s), %llu failed, %llu session(s) in %.3f s "
+                   "(%.0f tasks/s); service exited with status %d\n",
+                   static_cast<unsigned long long>(ran_), static_cast<unsigned long long>(failed_),
+                   static_cast<unsigned long long>(o_.sessions), secs, secs > 0 ? ran_ / secs : 0.0,
+                   status);
+    }
+    if (broken_)
+      done(kExitService);
+    else
+      done(failed_ == 0 && status == 0 ? kExitOk : kExitTaskFailed);
   }
-  if (broken) return kExitService;
-  return failed == 0 && status == 0 ? kExitOk : kExitTaskFailed;
+
+  void done(int code) {
+    code_ = code;
+    reactor_.stop();
+  }
+
+  ember::Reactor& reactor_;
+  ember::Loop& loop_;
+  const Options& o_;
+  std::vector<std::optional<Bytes>> tasks_;
+  std::string dir_;
+  std::unique_ptr<flame::InstanceProcess> process_;
+  std::unique_ptr<flame::InstanceChannel> channel_;
+  std::optional<Bytes> common_;
+  std::string session_id_;
+  uint64_t session_ = 0, task_no_ = 0, ran_ = 0, failed_ = 0;
+  bool broken_ = false, finishing_ = false;
+  std::optional<int> status_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  double seconds_ = 0;
+  int code_ = kExitService;
+};
+
+int flame_run(int argc, char** argv) {
+  Options o = parse_args(argc, argv);
+  std::vector<std::optional<Bytes>> tasks = load_tasks(o);
+  ember::ReactorOptions ro;
+  ro.threads = 1;
+  ro.drain_timeout = std::chrono::milliseconds(15'000);
+  ember::Reactor reactor(ro);
+  FlameRun run(reactor, o, std::move(tasks));
+  reactor.on_drain_start([&run] { run.interrupt(); });
+  reactor.loop(0).post([&run](ember::Loop&) { run.start(); });
+  reactor.run();
+  return run.exit_code();
 }
 
 }  // namespace
+
+int serve_main(int argc, char** argv);        // serve.cpp
+int flame_local_main(int argc, char** argv);  // flame_local.cpp
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
     std::fputs(
         "usage: ember <command> [options]\n\ncommands:\n"
+        "  flame-local a single-node Flame session manager (flame.v1.Frontend)\n"
         "  flame-run   run a Flame service binary the way Flame's executor does\n"
+        "  serve       serve HTTP/1.1, HTTP/2 and WebSocket traffic to flares\n"
         "\nRun `ember <command> --help` for a command's options.\n",
         argc < 2 ? stderr : stdout);
     return argc < 2 ? kExitUsage : kExitOk;
   }
   if (std::strcmp(argv[1], "flame-run") == 0) return flame_run(argc, argv);
+  if (std::strcmp(argv[1], "flame-local") == 0) return flame_local_main(argc, argv);
+  if (std::strcmp(argv[1], "serve") == 0) return serve_main(argc, argv);
   std::fprintf(stderr, "ember: unknown command \"%s\"; run `ember --help`\n", argv[1]);
   return kExitUsage;
 }

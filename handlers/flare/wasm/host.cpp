@@ -1,0 +1,591 @@
+// flaron/v1 imports for Wasm flares. Every import validates guest pointers,
+// copies what it keeps, and reports failures as trap codes: no exception and
+// no longjmp ever crosses these frames.
+#include "handlers/flare/wasm/host.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <atomic>
+#include <cstring>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "ember/log.hpp"
+
+namespace ember::flare::wasm {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint32_t kMaxLogLines = 100;    // per invocation
+constexpr size_t kMaxLogBytes = 4096;     // per line
+constexpr uint32_t kMaxIds = 10'000;      // ID and random calls per invocation
+constexpr uint32_t kMaxHeadersSet = 100;  // response headers per invocation
+
+enum Import : int {
+  req_method,
+  req_url,
+  req_header_get,
+  req_body,
+  resp_set_status,
+  resp_header_set,
+  resp_body_set,
+  beam_fetch,
+  log_info,
+  log_warn,
+  log_error,
+  crypto_hash,
+  crypto_hmac,
+  crypto_sign_jwt,
+  crypto_encrypt_aes,
+  crypto_decrypt_aes,
+  crypto_random_bytes,
+  encoding_base64_encode,
+  encoding_base64_decode,
+  encoding_hex_encode,
+  encoding_hex_decode,
+  encoding_url_encode,
+  encoding_url_decode,
+  id_uuid,
+  id_ulid,
+  id_nanoid,
+  id_ksuid,
+  id_snowflake,
+  snowflake_id,
+  timestamp,
+  spark_get,
+  spark_set,
+  spark_delete,
+  spark_list,
+  spark_pull,
+  plasma_get,
+  plasma_set,
+  plasma_delete,
+  plasma_increment,
+  plasma_decrement,
+  plasma_list,
+  secret_get,
+  ws_send,
+  ws_close_conn,
+  ws_conn_id,
+  ws_event_type,
+  ws_event_data,
+  ws_close_code,
+};
+
+bool ieq(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool clean(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+const char kHex[] = "0123456789abcdef";
+
+std::string hex(const uint8_t* p, size_t n) {
+  std::string s;
+  s.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(kHex[p[i] >> 4]);
+    s.push_back(kHex[p[i] & 15]);
+  }
+  return s;
+}
+
+int unhex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64(std::string_view in) {
+  std::string out;
+  size_t i = 0;
+  auto b = [&](size_t k) { return static_cast<uint8_t>(in[k]); };
+  for (; i + 3 <= in.size(); i += 3) {
+    uint32_t v = b(i) << 16 | b(i + 1) << 8 | b(i + 2);
+    for (int s = 18; s >= 0; s -= 6)
+      out.push_back(kB64[(v >> s) & 63]);
+  }
+  if (size_t rest = in.size() - i) {
+    uint32_t v = b(i) << 16 | (rest == 2 ? b(i + 1) << 8 : 0);
+    out.push_back(kB64[(v >> 18) & 63]);
+    out.push_back(kB64[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kB64[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+bool unbase64(std::string_view in, std::string* out) {
+  if (in.size() % 4) return false;
+  uint32_t v = 0;
+  int bits = 0;
+  size_t pad = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    int d;
+    if (c == '=') {
+      if (i + 2 < in.size()) return false;
+      ++pad;
+      continue;
+    }
+    if (pad) return false;
+    const char* at = std::strchr(kB64, c);
+    if (!at || !c) return false;
+    d = static_cast<int>(at - kB64);
+    v = v << 6 | static_cast<uint32_t>(d);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((v >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+std::string url_encode(std::string_view in) {
+  std::string out;
+  for (char ch : in) {
+    auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back("0123456789ABCDEF"[c >> 4]);
+      out.push_back("0123456789ABCDEF"[c & 15]);
+    }
+  }
+  return out;
+}
+
+bool url_decode(std::string_view in, std::string* out) {
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size()) return false;
+      int h = unhex(in[i + 1]), l = unhex(in[i + 2]);
+      if (h < 0 || l < 0) return false;
+      out->push_back(static_cast<char>(h << 4 | l));
+      i += 2;
+    } else if (in[i] == '+') {
+      out->push_back(' ');
+    } else {
+      out->push_back(in[i]);
+    }
+  }
+  return true;
+}
+
+void random(uint8_t* p, size_t n) {
+  if (RAND_bytes(p, static_cast<int>(n)) != 1) throw std::runtime_error("RAND_bytes failed");
+}
+
+uint64_t now_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+std::string uuid(bool v7) {
+  uint8_t b[16];
+  random(b, sizeof b);
+  if (v7) {
+    uint64_t ms = now_ms();
+    for (int i = 0; i < 6; ++i)
+      b[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+    b[6] = static_cast<uint8_t>(0x70 | (b[6] & 0x0f));
+  } else {
+    b[6] = static_cast<uint8_t>(0x40 | (b[6] & 0x0f));
+  }
+  b[8] = static_cast<uint8_t>(0x80 | (b[8] & 0x3f));
+  std::string h = hex(b, 16);
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+std::string ulid() {
+  static const char kCrockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+  uint8_t b[16];
+  uint64_t ms = now_ms();
+  for (int i = 0; i < 6; ++i)
+    b[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+  random(b + 6, 10);
+  // 128 bits as 26 base32 digits (the first carries 3 bits).
+  std::string out(26, '0');
+  unsigned __int128 v = 0;
+  for (uint8_t x : b)
+    v = v << 8 | x;
+  for (int i = 25; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kCrockford[static_cast<unsigned>(v & 31)];
+    v >>= 5;
+  }
+  return out;
+}
+
+std::string nanoid(int32_t len) {
+  static const char kAlphabet[] =
+      "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict";
+  if (len == 0) len = 21;
+  if (len < 0 || len > 256) return {};
+  std::string out(static_cast<size_t>(len), '0');
+  uint8_t b[256];
+  random(b, static_cast<size_t>(len));
+  for (int32_t i = 0; i < len; ++i)
+    out[static_cast<size_t>(i)] = kAlphabet[b[i] & 63];
+  return out;
+}
+
+std::string ksuid() {
+  static const char kBase62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  uint8_t b[20];
+  uint32_t t = static_cast<uint32_t>(now_ms() / 1000 - 1'400'000'000u);
+  for (int i = 0; i < 4; ++i)
+    b[i] = static_cast<uint8_t>(t >> (24 - 8 * i));
+  random(b + 4, 16);
+  // Base62 of a 160-bit big-endian number, 27 digits, by long division.
+  std::string out(27, '0');
+  uint8_t n[20];
+  std::memcpy(n, b, 20);
+  for (int pos = 26; pos >= 0; --pos) {
+    uint32_t rem = 0;
+    for (uint8_t& d : n) {
+      uint32_t acc = rem << 8 | d;
+      d = static_cast<uint8_t>(acc / 62);
+      rem = acc % 62;
+    }
+    out[static_cast<size_t>(pos)] = kBase62[rem];
+  }
+  return out;
+}
+
+// Snowflake: 41 bits of ms since 2010-11-04 (Twitter's epoch), 10 bits of
+// node id (0 until nodes are configured), 12 bits of sequence.
+std::string snowflake() {
+  static std::atomic<uint64_t> last{0};
+  constexpr uint64_t kEpoch = 1288834974657ull;
+  uint64_t next = (now_ms() - kEpoch) << 22;
+  uint64_t prev = last.load();
+  uint64_t id;
+  do {
+    id = next > prev ? next : prev + 1;
+  } while (!last.compare_exchange_weak(prev, id));
+  return std::to_string(id);
+}
+
+std::string format_time(std::string_view format) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (format == "unix") return std::to_string(ts.tv_sec);
+  if (format == "ms")
+    return std::to_string(static_cast<uint64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000);
+  if (format == "ns")
+    return std::to_string(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+                          static_cast<uint64_t>(ts.tv_nsec));
+  tm t{};
+  gmtime_r(&ts.tv_sec, &t);
+  char buf[64];
+  if (format == "http") {
+    strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &t);
+    return buf;
+  }
+  if (format == "rfc3339" || format == "iso8601") {
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+    std::string s = buf;
+    if (format == "iso8601") {
+      char ms[24];
+      std::snprintf(ms, sizeof ms, ".%03ld", ts.tv_nsec / 1'000'000);
+      s += ms;
+    }
+    return s + "Z";
+  }
+  return {};
+}
+
+}  // namespace
+
+int host_call(void* env, int import, const uint64_t* args, uint64_t* result) {
+  return static_cast<Env*>(env)->dispatch(import, args, result);
+}
+
+Env::~Env() {
+  if (instance) module.free_instance(instance);
+}
+
+Result<void> Env::create() {
+  instance = module.new_instance();
+  if (!instance) return Error("out of memory creating a Wasm instance");
+  uint64_t unused = 0;
+  int trap = guarded_call(module, instance, this, Module::init, 0, &unused);
+  if (trap) {
+    module.free_instance(instance);
+    instance = nullptr;
+    return Error("instantiating the module trapped: " + std::string(describe_trap(trap)));
+  }
+  return {};
+}
+
+void Env::bind(Context& ctx) noexcept {
+  ctx_ = &ctx;
+  calls_ = logs_ = ids_ = headers_set_ = 0;
+  exception = nullptr;
+  error.clear();
+  bad_status = false;
+  deadline_ =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(module.options().timeout_ms);
+  module.fuel(instance, 1, static_cast<int64_t>(module.options().fuel));
+}
+
+int Env::fail(std::string message) {
+  error = std::move(message);
+  return trap_host_error;
+}
+
+int Env::view(uint64_t ptr, uint64_t len, std::string_view* out) {
+  if (ptr == 0) {
+    *out = {};
+    return 0;
+  }
+  uint8_t* data = nullptr;
+  uint32_t size = 0;
+  module.memory(instance, &data, &size);
+  if (ptr + len > size) {
+    error = "pointer " + std::to_string(ptr) + " + length " + std::to_string(len) +
+            " is past the end of memory (" + std::to_string(size) + " bytes)";
+    return trap_host_bounds;
+  }
+  *out = {reinterpret_cast<const char*>(data + ptr), static_cast<size_t>(len)};
+  return 0;
+}
+
+int Env::view_string(uint64_t ptr, uint64_t len, std::string* out) {
+  std::string_view v;
+  if (int t = view(ptr, len, &v)) return t;
+  out->assign(v);
+  return 0;
+}
+
+int Env::give(std::string_view data, uint64_t* result) {
+  *result = 0;
+  if (data.empty()) return 0;
+  if (data.size() >= (1u << 31)) return 0;
+  uint32_t len = static_cast<uint32_t>(data.size());
+  uint64_t ptr = 0;
+  if (int t = guarded_call(module, instance, this, Module::alloc, len, &ptr)) return t;
+  ptr &= 0xffffffffu;
+  if (ptr == 0) return 0;  // the guest cannot take it
+  uint8_t* mem = nullptr;  // re-read: alloc may have grown (moved) memory
+  uint32_t size = 0;
+  module.memory(instance, &mem, &size);
+  if (ptr + len > size) {
+    error = "alloc(" + std::to_string(len) + ") returned " + std::to_string(ptr) +
+            ", past the end of memory (" + std::to_string(size) + " bytes)";
+    return trap_bad_alloc;
+  }
+  std::memcpy(mem + ptr, data.data(), len);
+  *result = ptr << 32 | len;
+  return 0;
+}
+
+int Env::dispatch(int import, const uint64_t* args, uint64_t* result) noexcept {
+  // The wall-clock guard: checked on every 16th host call.
+  if ((++calls_ & 15) == 0 && std::chrono::steady_clock::now() > deadline_) return trap_timeout;
+  try {
+    return call(import, args, result);
+  } catch (const std::exception& e) {
+    exception = std::current_exception();
+    error = e.what();
+    return trap_host_error;
+  } catch (...) {
+    error = "unknown failure";
+    return trap_host_error;
+  }
+}
+
+int Env::call(int import, const uint64_t* a, uint64_t* r) {
+  auto u32 = [&](int i) { return a[i] & 0xffffffffu; };
+  auto i32 = [&](int i) { return static_cast<int32_t>(static_cast<uint32_t>(a[i])); };
+  std::string s;
+  std::string_view v;
+  int t = 0;
+  switch (import) {
+    case req_method:
+      return ctx_ ? give(ctx_->request.method(), r) : 0;
+    case req_url:
+      return ctx_ ? give(ctx_->request.url(), r) : 0;
+    case req_header_get: {
+      if ((t = view_string(u32(0), u32(1), &s)) || !ctx_) return t;
+      std::string joined;
+      bool found = false;
+      for (const HeaderField& f : ctx_->request.headers()) {
+        if (!ieq(f.name, s)) continue;
+        if (found) joined += ", ";
+        joined.append(f.value);
+        found = true;
+      }
+      return give(joined, r);
+    }
+    case req_body:
+      return ctx_ ? give(ctx_->request.body().view(), r) : 0;
+    case resp_set_status:
+      if (!ctx_) return 0;
+      if (i32(0) < 100 || i32(0) > 599) {
+        bad_status = true;
+        error = "status " + std::to_string(i32(0)) + " is outside 100..599";
+        return 0;
+      }
+      ctx_->response.set_status(i32(0));
+      return 0;
+    case resp_header_set: {
+      std::string_view name, value;
+      if ((t = view(u32(0), u32(1), &name)) || (t = view(u32(2), u32(3), &value)) || !ctx_)
+        return t;
+      if (name.empty() || !clean(name) || !clean(value) ||
+          name.find_first_of(" :\t") != std::string_view::npos) {
+        EMBER_WARN("ember.flare", "wasm flare set a malformed response header; dropped",
+                   {"flare", flare}, {"name", std::string(name.substr(0, 64))});
+        return 0;
+      }
+      if (++headers_set_ > kMaxHeadersSet) return fail("more than 100 response headers");
+      ctx_->response.set_header(name, value);
+      return 0;
+    }
+    case resp_body_set:
+      if ((t = view(u32(0), u32(1), &v)) || !ctx_) return t;
+      ctx_->response.set_body(v);
+      return 0;
+    case log_info:
+    case log_warn:
+    case log_error: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      if (++logs_ > kMaxLogLines) return 0;  // dropped: per-invocation cap
+      std::string msg(v.substr(0, kMaxLogBytes));
+      if (logs_ == kMaxLogLines) msg += " (log cap reached: further lines dropped)";
+      if (import == log_info)
+        EMBER_INFO("ember.flare.log", "flare log", {"flare", flare}, {"message", msg});
+      else if (import == log_warn)
+        EMBER_WARN("ember.flare.log", "flare log", {"flare", flare}, {"message", msg});
+      else
+        EMBER_ERROR("ember.flare.log", "flare log", {"flare", flare}, {"message", msg});
+      return 0;
+    }
+    case crypto_hash: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      json args = json::parse(s, nullptr, false);
+      if (!args.is_object() || !args["algorithm"].is_string() || !args["input"].is_string())
+        return 0;
+      std::string alg = args["algorithm"], input = args["input"];
+      const EVP_MD* md = alg == "sha256"   ? EVP_sha256()
+                         : alg == "sha1"   ? EVP_sha1()
+                         : alg == "sha384" ? EVP_sha384()
+                         : alg == "sha512" ? EVP_sha512()
+                         : alg == "md5"    ? EVP_md5()
+                                           : nullptr;
+      if (!md) return 0;
+      unsigned char out[EVP_MAX_MD_SIZE];
+      unsigned int n = 0;
+      if (EVP_Digest(input.data(), input.size(), out, &n, md, nullptr) != 1) return 0;
+      return give(hex(out, n), r);
+    }
+    case crypto_random_bytes: {
+      int32_t n = i32(0);
+      if (n < 1 || n > 256 || ++ids_ > kMaxIds) return 0;
+      uint8_t b[256];
+      random(b, static_cast<size_t>(n));
+      return give(hex(b, static_cast<size_t>(n)), r);
+    }
+    case encoding_base64_encode:
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      return give(base64(s), r);
+    case encoding_base64_decode: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      std::string out;
+      return unbase64(s, &out) ? give(out, r) : 0;
+    }
+    case encoding_hex_encode:
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      return give(hex(reinterpret_cast<const uint8_t*>(s.data()), s.size()), r);
+    case encoding_hex_decode: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      if (s.size() % 2) return 0;
+      std::string out;
+      for (size_t i = 0; i < s.size(); i += 2) {
+        int h = unhex(s[i]), l = unhex(s[i + 1]);
+        if (h < 0 || l < 0) return 0;
+        out.push_back(static_cast<char>(h << 4 | l));
+      }
+      return give(out, r);
+    }
+    case encoding_url_encode:
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      return give(url_encode(s), r);
+    case encoding_url_decode: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      std::string out;
+      return url_decode(s, &out) ? give(out, r) : 0;
+    }
+    case id_uuid: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      if (++ids_ > kMaxIds) return 0;
+      std::string version = "v4";
+      if (!s.empty()) {
+        json args = json::parse(s, nullptr, false);
+        if (!args.is_object()) return 0;
+        if (args.contains("version")) {
+          if (!args["version"].is_string()) return 0;
+          version = args["version"];
+        }
+      }
+      if (version != "v4" && version != "v7") return 0;
+      return give(uuid(version == "v7"), r);
+    }
+    case id_ulid:
+      return ++ids_ > kMaxIds ? 0 : give(ulid(), r);
+    case id_nanoid:
+      return ++ids_ > kMaxIds ? 0 : give(nanoid(i32(0)), r);
+    case id_ksuid:
+      return ++ids_ > kMaxIds ? 0 : give(ksuid(), r);
+    case id_snowflake:
+    case snowflake_id:
+      return ++ids_ > kMaxIds ? 0 : give(snowflake(), r);
+    case timestamp: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      std::string format = "unix";
+      if (!s.empty()) {
+        json args = json::parse(s, nullptr, false);
+        if (!args.is_object() || !args["format"].is_string()) return 0;
+        format = args["format"];
+      }
+      return give(format_time(format), r);
+    }
+    // Not provided yet: each answers with its "not available" result.
+    case spark_set:
+      *r = 5;  // Spark not available
+      return 0;
+    case spark_pull:
+      *r = static_cast<uint32_t>(-5);
+      return 0;
+    case plasma_set:
+    case plasma_delete:
+      *r = 1;  // Plasma not available
+      return 0;
+    case ws_send:
+      *r = 1;  // no WebSocket connection in an HTTP invocation
+      return 0;
+    default:  // beam_fetch, hmac/jwt/aes, spark/plasma reads, secrets, ws_*: absent
+      return 0;
+  }
+}
+
+}  // namespace ember::flare::wasm

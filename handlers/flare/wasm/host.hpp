@@ -1,0 +1,62 @@
+// The host side of one Wasm flare instance: the flaron/v1 imports, mapped
+// onto the native flare API (Request, Response, the invocation's arena).
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include "ember/flare.hpp"
+#include "handlers/flare/wasm/engine.hpp"
+
+namespace ember::flare::wasm {
+
+class Env {
+ public:
+  Env(const Module& module, std::string_view flare) noexcept : module(module), flare(flare) {}
+  ~Env();
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  // Allocates and instantiates the guest (data segments, start function)
+  // inside a guard.
+  Result<void> create();
+
+  // Binds an HTTP invocation; unbind() forgets it.
+  void bind(Context& ctx) noexcept;
+  void unbind() noexcept { ctx_ = nullptr; }
+
+  // The dispatcher behind every import (never throws, never longjmps).
+  int dispatch(int import, const uint64_t* args, uint64_t* result) noexcept;
+
+  const Module& module;
+  std::string_view flare;
+  void* instance = nullptr;
+  // What went wrong in a host call that raised trap_host_error.
+  std::exception_ptr exception;
+  std::string error;
+  bool bad_status = false;
+
+ private:
+  int call(int import, const uint64_t* a, uint64_t* r);
+  // (ptr, len) as bytes of guest memory; ptr 0 is empty. trap_host_bounds
+  // when out of range. The view dies at the next alloc.
+  int view(uint64_t ptr, uint64_t len, std::string_view* out);
+  int view_string(uint64_t ptr, uint64_t len, std::string* out);
+  // Copies `data` into the guest through its alloc: the packed result.
+  int give(std::string_view data, uint64_t* result);
+  int fail(std::string message);
+
+  Context* ctx_ = nullptr;
+  std::chrono::steady_clock::time_point deadline_{};
+  uint32_t calls_ = 0;
+  uint32_t logs_ = 0;
+  uint32_t ids_ = 0;
+  uint32_t headers_set_ = 0;
+};
+
+// The HostCall given to compile(): forwards to Env::dispatch.
+int host_call(void* env, int import, const uint64_t* args, uint64_t* result);
+
+}  // namespace ember::flare::wasm

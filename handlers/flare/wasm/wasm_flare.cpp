@@ -1,0 +1,123 @@
+#include "handlers/flare/wasm/wasm_flare.hpp"
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "ember/log.hpp"
+#include "handlers/flare/wasm/host.hpp"
+
+namespace ember::flare::wasm {
+namespace {
+
+constexpr size_t kMaxLoops = 1025;  // ServerConfig.loops is at most 1024
+constexpr size_t kPoolPerLoop = 4;  // idle instances kept per loop
+
+class WasmFlare final : public Flare {
+ public:
+  WasmFlare(std::string name, std::shared_ptr<Module> module)
+      : name_(std::move(name)), module_(std::move(module)), pools_(kMaxLoops) {}
+
+  Action handle_request(Context& ctx) override {
+    if (!module_->info().handle_request) {
+      ctx.response.set_status(426);
+      ctx.response.set_header("upgrade", "websocket");
+      ctx.response.set_body(std::string_view("this flare speaks WebSocket\n"));
+      return Action::respond;
+    }
+    // Each loop only touches its own pool: no locking.
+    auto& pool = pools_[ctx.loop_index() % kMaxLoops];
+    std::unique_ptr<Env> env;
+    if (!pool.empty()) {
+      env = std::move(pool.back());
+      pool.pop_back();
+    } else {
+      env = std::make_unique<Env>(*module_, name_);
+      if (auto created = env->create(); !created)
+        throw std::runtime_error("wasm flare '" + name_ + "': " + created.error().message);
+    }
+    env->bind(ctx);
+    uint64_t ret = 0;
+    int trap = guarded_call(*module_, env->instance, env.get(), Module::handle_request, 0, &ret);
+    env->unbind();
+    if (trap) {
+      if (module_->fuel(env->instance, 0, 0) < 0) trap = trap_fuel;
+      std::exception_ptr ex = env->exception;
+      std::string detail = env->error;
+      env.reset();  // guest state may be half-updated: never reuse it
+      EMBER_WARN("ember.flare", "wasm flare trapped; instance discarded", {"flare", name_},
+                 {"trap", describe_trap(trap)}, {"detail", detail});
+      if (ex && trap == trap_host_error) std::rethrow_exception(ex);
+      std::string what = "wasm flare '" + name_ + "' trapped: ";
+      what += describe_trap(trap);
+      if (!detail.empty()) what.append(": ").append(detail);
+      throw std::runtime_error(what);
+    }
+    bool bad_status = env->bad_status;
+    std::string detail = env->error;
+    if (pool.size() < kPoolPerLoop) pool.push_back(std::move(env));
+    if (bad_status) throw std::runtime_error("wasm flare '" + name_ + "': " + detail);
+    switch (ret >> 32) {
+      case 1:
+        return Action::respond;
+      case 2:
+        return Action::transform;
+      case 3:
+        return Action::passthrough;
+      default:
+        throw std::runtime_error("wasm flare '" + name_ + "' returned action " +
+                                 std::to_string(ret >> 32) +
+                                 " (flaron/v1 knows 1 respond, 2 transform, 3 passthrough)");
+    }
+  }
+
+ private:
+  std::string name_;
+  std::shared_ptr<Module> module_;
+  std::vector<std::vector<std::unique_ptr<Env>>> pools_;
+};
+
+}  // namespace
+
+EngineOptions engine_options(const WasmSettings& s) {
+  EngineOptions o;
+  o.cache_dir = s.cache_dir;
+  o.max_pages = static_cast<uint32_t>(s.max_memory / 65536);
+  o.fuel = s.fuel;
+  o.timeout_ms = s.timeout_ms;
+  return o;
+}
+
+Result<std::shared_ptr<Flare>> load_flare(const std::string& path, const std::string& name,
+                                          const EngineOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error("cannot read Wasm module " + path + ": " + describe_errno(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string bytes = ss.str();
+  auto module = compile({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path,
+                        options, host_call);
+  if (!module) return module.error();
+  EMBER_INFO("ember.flare", "wasm flare deployed", {"flare", name}, {"module", path},
+             {"sha256", (*module)->hash()}, {"cached", (*module)->from_cache()});
+  std::shared_ptr<Flare> flare = std::make_shared<WasmFlare>(name, std::move(*module));
+  return flare;
+}
+
+Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
+  EngineOptions options = engine_options(config.wasm);
+  for (RouteConfig& r : config.routes) {
+    if (r.wasm.empty()) continue;
+    std::string name = "wasm:" + r.wasm;
+    if (!registry.find(name)) {
+      auto flare = load_flare(r.wasm, name, options);
+      if (!flare)
+        return Error(config.origin + ": route " + r.host + r.path + ": " + flare.error().message);
+      registry.add(name, std::move(*flare));
+    }
+    r.flare = name;
+  }
+  return {};
+}
+
+}  // namespace ember::flare::wasm
