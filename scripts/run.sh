@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Ember's main job on embedded defaults: builds Ember and runs the Flame
-# example services the way Flame's executor runs them (`ember flame-run`).
+# Ember's main job on embedded defaults: builds Ember, runs the Flame example
+# services the way Flame's executor runs them (`ember flame-run`), runs the
+# queue example against real services started on loopback (RabbitMQ, S3,
+# PostgreSQL, config service, pass), then serves the example flares with
+# `ember serve` and reaches them with curl (HTTP/1.1, h2c) and a WebSocket
+# client. KEEP_SERVING=1 leaves the edge server running
+# in the foreground afterwards (Ctrl-C drains it).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -24,4 +29,58 @@ hits=$(for _ in $(seq "$tasks"); do echo "$samples"; done |
 awk -v h="$hits" -v n="$((samples * tasks * 2))" \
   'BEGIN { printf "pi ~= 4 * %d / %d = %.6f\n", h, n, 4 * h / n }'
 
-log "done. Flame services built with Ember: $BUILD/examples; CLI: $ember flame-run --help"
+log "queue: the upper microservice against RabbitMQ, S3, PostgreSQL, a config service and pass"
+services_dir=$(mktemp -d /tmp/ember-run-services.XXXXXX)
+export EMBER_SERVICES_DIR=$services_dir
+stop_services() { "$ROOT/scripts/services.sh" stop >/dev/null 2>&1 || true; rm -rf "$services_dir"; }
+trap stop_services EXIT
+"$ROOT/scripts/services.sh" start >/dev/null
+# shellcheck disable=SC1090
+source "$("$ROOT/scripts/services.sh" env)"
+printf '{"in": "upper-in", "out": [{"case": true, "queues": ["upper-long"]}, {"case": false, "queues": ["upper-short"]}]}\n' \
+  >"$CONFIG_DIR/upper.json"
+mkdir -p "$CONFIG_DIR/upper"
+echo ember-in >"$CONFIG_DIR/upper/in"
+echo ember-out >"$CONFIG_DIR/upper/out"
+EMBER_METRICS=127.0.0.1:0 "$BUILD/examples/ember-queue-upper" "$CONFIG_HOST" &
+upper_pid=$!
+/usr/bin/python3 "$ROOT/examples/queue/driver.py"
+kill -TERM "$upper_pid"
+rc=0
+wait "$upper_pid" || rc=$?
+echo "upper exited with status $rc after SIGTERM (0: the work in flight was finished)"
+stop_services
+trap - EXIT
+
+log "edge: ember serve with the bundled flares (hello, echo, ws-echo, chat)"
+port=${EDGE_PORT:-8080}
+"$ember" serve --listen "127.0.0.1:$port" --loops 2 &
+serve_pid=$!
+trap 'kill -TERM "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null' EXIT
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; echo; }
+run curl -s "http://127.0.0.1:$port/"
+run curl -s --data-binary 'echo me' "http://127.0.0.1:$port/echo"
+run curl -s --http2-prior-knowledge -o /dev/null -w 'h2c: HTTP/%{http_version} %{http_code}\n' "http://127.0.0.1:$port/"
+run curl -s --http2 -o /dev/null -w 'Upgrade: h2c -> HTTP/%{http_version} %{http_code}\n' "http://127.0.0.1:$port/"
+printf '\033[2m$ WebSocket client -> ws://127.0.0.1:%s/ws and /chat/lobby\033[0m\n' "$port"
+/usr/bin/python3 - "$port" <<'PY'
+import asyncio, sys, websockets
+port = sys.argv[1]
+async def main():
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send("hello over WebSocket")
+        print("ws-echo:", await ws.recv())
+    async with websockets.connect(f"ws://127.0.0.1:{port}/chat/lobby") as a:
+        print("chat:", await a.recv())
+        async with websockets.connect(f"ws://127.0.0.1:{port}/chat/lobby") as b:
+            print("chat:", await a.recv())
+            await b.send("hi all")
+            print("chat:", await a.recv())
+asyncio.run(main())
+PY
+if [ "${KEEP_SERVING:-0}" = 1 ]; then
+  log "serving on http://127.0.0.1:$port (Ctrl-C to stop)"
+  wait "$serve_pid"
+fi
+log "done. Flame services built with Ember: $BUILD/examples; CLI: $ember flame-run --help, $ember serve --help"

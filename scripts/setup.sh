@@ -9,12 +9,22 @@ packages=(
   clang libclang-rt-14-dev libfuzzer-14-dev
   # Ember's dependencies
   libuv1-dev libprotobuf-dev protobuf-compiler libnghttp2-dev libssl-dev
-  libmimalloc-dev libwebsockets-dev
+  libmimalloc-dev libwebsockets-dev libyaml-cpp-dev zlib1g-dev
+  # flame-local's session store; Wasm flares (wasm2c's C++ library and runtime)
+  libsqlite3-dev wabt
   # tests: GoogleTest and the independent peers
   libgtest-dev googletest libgrpc++-dev protobuf-compiler-grpc
   python3-grpcio python3-protobuf nghttp2-client curl
   # benchmarks: plots, profiling
   python3-matplotlib linux-perf
+  # edge benchmark
+  nginx-light h2o wrk openssl
+  # edge tests (tests/edge: pytest under Debian's python3)
+  python3-h2 python3-websockets python3-pytest
+  # queue services (scripts/services.sh); npm comes with the machine's nodejs,
+  # which conflicts with Debian's npm package
+  rabbitmq-server postgresql libpq-dev pass gnupg nodejs iproute2 procps
+  nlohmann-json3-dev librabbitmq-dev python3-pika python3-boto3
 )
 
 missing=()

@@ -2,9 +2,11 @@
 # Ember's whole test suite, as CI runs it on a fresh clone:
 #   1. formatting check           (clang-format)
 #   2. Release build + unit, integration and install tests
-#   3. ASan+UBSan build + unit and integration tests
-#   4. libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each (default 30)
-#   5. benchmark smoke run (checks the harness works; asserts no speed)
+#   3. tests against real services (RabbitMQ, PostgreSQL, S3, pass)
+#   4. ASan+UBSan build + unit and integration tests
+#   5. ThreadSanitizer build + unit tests and the multi-loop edge server test
+#   6. libFuzzer targets (clang, ASan+UBSan), FUZZ_SECONDS each (default 10)
+#   7. benchmark smoke runs (check the harnesses work; assert no speed)
 # Environment: JOBS (parallel build jobs), FUZZ_SECONDS, KEEP_GOING=0 (stop at
 # the first failing phase; by default every phase runs and the exit status
 # says whether all passed).
@@ -12,7 +14,7 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 failed=()
 declare -A took
 order=()
@@ -53,11 +55,23 @@ release_tests() {
     ctest --test-dir build-test --output-on-failure -j 2 -L 'unit|integration|install'
 }
 
+# Sanitizer builds: -O2 with line tables only (-g1): the reports still name
+# file and line, and skipping full debug info saves compile time on 2 cores.
+SANITIZER_BUILD=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
+
 sanitizer_tests() {
-  configure_build build-test-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBER_SANITIZE=ON \
+  configure_build build-test-asan "${SANITIZER_BUILD[@]}" -DEMBER_SANITIZE=ON \
     -DEMBER_BUILD_PERF=OFF &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest --test-dir build-test-asan --output-on-failure -j 2 -L 'unit|integration'
+}
+
+thread_sanitizer_tests() {
+  configure_build build-test-tsan "${SANITIZER_BUILD[@]}" -DEMBER_SANITIZE_THREAD=ON \
+    -DEMBER_BUILD_PERF=OFF -DEMBER_BUILD_EXAMPLES=OFF &&
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+      ctest --test-dir build-test-tsan --output-on-failure -j 2 -L 'unit|tsan'
 }
 
 fuzz() {
@@ -67,14 +81,35 @@ fuzz() {
     tests/fuzz/run.sh "$FUZZ_SECONDS" build-test-fuzz
 }
 
+# Real RabbitMQ, PostgreSQL, S3 (s3rver), config server and pass store on
+# loopback with state in a temp dir; tests labelled `services` use them and
+# fail (rather than skip) when one is missing.
+services_tests() {
+  local state rc
+  state=$(mktemp -d /tmp/ember-suite-services.XXXXXX)
+  (
+    export EMBER_SERVICES_DIR=$state
+    scripts/services.sh start &&
+      source "$(scripts/services.sh env)" &&
+      EMBER_REQUIRE_SERVICES=1 ctest --test-dir build-test --output-on-failure -j 1 -L services
+  )
+  rc=$?
+  EMBER_SERVICES_DIR=$state scripts/services.sh stop || true
+  rm -rf "$state"
+  return $rc
+}
+
 bench_smoke() {
-  perf/run.sh --quick --build build-test
+  perf/run.sh --quick --build build-test && perf/edge/run.sh --quick --build build-test &&
+    perf/queue/run.sh --quick --build build-test
 }
 
 phase "setup" "$ROOT/scripts/setup.sh"
 phase "format" check_format
 phase "release tests" release_tests
+phase "services tests" services_tests
 phase "sanitizer tests" sanitizer_tests
+phase "thread sanitizer" thread_sanitizer_tests
 phase "fuzz" fuzz
 phase "bench smoke" bench_smoke
 summary
