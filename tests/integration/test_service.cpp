@@ -9,6 +9,7 @@
 //   "none"          -> no output (absent on the wire)
 //   "empty"         -> an empty output (present on the wire)
 //   "big:N"         -> N bytes of pattern_bytes(N, 0)
+//   "exit:N"        -> the process exits with status N mid-task (a crash)
 //
 // OnSessionEnter for application "refuse" fails. With EMBER_TEST_EVENTS=<file>
 // every session and task event is appended to that file as one tab-separated
@@ -99,6 +100,11 @@ flame::TaskResult answer(const flame::TaskContext& ctx) {
   if (in.starts_with("fail:")) return flame::FlameError::internal(std::string(in.substr(5)));
   if (in.starts_with("notfound:")) return flame::FlameError::not_found(std::string(in.substr(9)));
   if (in.starts_with("throw:")) throw std::runtime_error(std::string(in.substr(6)));
+  if (in.starts_with("exit:")) {
+    int status = 1;
+    std::from_chars(in.data() + 5, in.data() + in.size(), status);
+    std::_Exit(status);
+  }
   if (in == "none") return std::optional<flame::TaskOutput>();
   if (in == "empty") return std::optional<flame::TaskOutput>(ember::Bytes());
   if (in.starts_with("big:")) {

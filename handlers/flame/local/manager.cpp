@@ -394,6 +394,9 @@ struct Manager::Impl {
         loop, std::move(ls), [this, id](Result<void> r) { on_ready(id, std::move(r)); },
         [this, id](int status) { on_exit(id, status); });
     if (!p) {
+      // Nothing ran (a missing or unexecutable command): retrying cannot help
+      // until the application is updated.
+      a.start_failures = kMaxStartFailures - 1;
       start_failed(a, p.error().message);
       return;
     }
