@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ember's main job on embedded defaults: builds Ember, runs the Flame example
 # services the way Flame's executor runs them (`ember flame-run`), runs the
+# Pi client against `ember flame-local` (a single-node session manager), runs the
 # queue example against real services started on loopback (RabbitMQ, S3,
 # PostgreSQL, config service, pass), then serves the example flares with
 # `ember serve` and reaches them with curl (HTTP/1.1, h2c) and a WebSocket
@@ -28,6 +29,20 @@ hits=$(for _ in $(seq "$tasks"); do echo "$samples"; done |
   awk '{ s += $1 } END { print s }')
 awk -v h="$hits" -v n="$((samples * tasks * 2))" \
   'BEGIN { printf "pi ~= 4 * %d / %d = %.6f\n", h, n, 4 * h / n }'
+
+log "flame-local: the C++ Pi client, its tasks spread over one pi instance per CPU"
+flame_dir=$(mktemp -d /tmp/ember-run-flame-local.XXXXXX)
+"$ember" flame-local --listen 127.0.0.1:0 --state "$flame_dir/state.db" \
+  --socket-dir "$flame_dir" 2>"$flame_dir/log" &
+flame_pid=$!
+stop_flame() { kill -TERM "$flame_pid" 2>/dev/null; wait "$flame_pid" 2>/dev/null; rm -rf "$flame_dir"; }
+trap stop_flame EXIT
+for _ in $(seq 100); do grep -q "serving flame.v1.Frontend" "$flame_dir/log" && break; sleep 0.1; done
+flame_endpoint=$(grep -o 'serving flame.v1.Frontend on http://[0-9.:]*' "$flame_dir/log" | awk '{ print $NF }')
+"$BUILD/examples/ember-flame-pi-client" --endpoint "$flame_endpoint" \
+  --service "$BUILD/examples/ember-flame-pi" --tasks 64 --samples 2000000
+stop_flame
+trap - EXIT
 
 log "queue: the upper microservice against RabbitMQ, S3, PostgreSQL, a config service and pass"
 services_dir=$(mktemp -d /tmp/ember-run-services.XXXXXX)

@@ -297,3 +297,22 @@ def test_ten_thousand_tasks_over_four_instances(state_dir):
         assert len(flame.executors()) == 4
     finally:
         assert flame.stop() == 0
+
+
+def test_the_cpp_pi_client_runs_against_flame_local(flame):
+    """examples/flame/pi-client (Ember's client SDK) registers the Pi service
+    and spreads its tasks over two instances."""
+    port = flame.port()
+    out = subprocess.run(
+        [os.environ["EMBER_PI_CLIENT"], "--endpoint", "http://127.0.0.1:" + port,
+         "--service", os.environ["EMBER_PI_SERVICE"], "--tasks", "40", "--samples", "200000",
+         "--instances", "2"],
+        capture_output=True, text=True, timeout=120 * SLOW)
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"pi is about (\d\.\d+) \(40 tasks, 8000000 samples, 2 instances", out.stdout)
+    assert m, out.stdout
+    assert abs(float(m.group(1)) - 3.14159) < 0.01
+    sessions = flame.unary("ListSession", pb.ListSessionRequest(), pb.SessionList).sessions
+    assert [(s.status.succeed, s.status.state) for s in sessions] == [(40, pb.Closed)]
+    assert flame.unary("GetApplication", pb.GetApplicationRequest(name="pi"),
+                       pb.Application).spec.command == os.environ["EMBER_PI_SERVICE"]
