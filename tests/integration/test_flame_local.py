@@ -316,3 +316,56 @@ def test_the_cpp_pi_client_runs_against_flame_local(flame):
     assert [(s.status.succeed, s.status.state) for s in sessions] == [(40, pb.Closed)]
     assert flame.unary("GetApplication", pb.GetApplicationRequest(name="pi"),
                        pb.Application).spec.command == os.environ["EMBER_PI_SERVICE"]
+
+
+def test_the_rest_of_the_frontend_surface(flame):
+    """Update, unregister, open-or-create, delete, and the node calls."""
+
+    def code_of(fn):
+        with pytest.raises(grpc.RpcError) as e:
+            fn()
+        return e.value.code()
+
+    flame.register("app", description="first")
+    flame.unary("UpdateApplication", pb.UpdateApplicationRequest(
+        name="app", application=pb.ApplicationSpec(command=SERVICE, description="second")),
+        pb.Result)
+    got = flame.unary("GetApplication", pb.GetApplicationRequest(name="app"), pb.Application)
+    assert got.spec.description == "second"
+    assert code_of(lambda: flame.unary("UpdateApplication", pb.UpdateApplicationRequest(
+        name="nope", application=pb.ApplicationSpec(command=SERVICE)), pb.Result)) == \
+        grpc.StatusCode.NOT_FOUND
+
+    spec = pb.SessionSpec(application="app", min_instances=0)
+    opened = flame.unary("OpenSession", pb.OpenSessionRequest(session_id="o", session=spec),
+                         pb.Session)
+    assert opened.metadata.id == "o" and opened.status.state == pb.Open
+    again = flame.unary("OpenSession", pb.OpenSessionRequest(session_id="o", session=spec),
+                        pb.Session)
+    assert again.status.creation_time == opened.status.creation_time
+    other = pb.SessionSpec(application="app", min_instances=1)
+    assert code_of(lambda: flame.unary("OpenSession", pb.OpenSessionRequest(
+        session_id="o", session=other), pb.Session)) == grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(lambda: flame.unary("OpenSession", pb.OpenSessionRequest(session_id="new"),
+                                       pb.Session)) == grpc.StatusCode.NOT_FOUND
+    # An application with an open session stays registered.
+    assert code_of(lambda: flame.unary("UnregisterApplication",
+                                       pb.UnregisterApplicationRequest(name="app"), pb.Result)) \
+        == grpc.StatusCode.FAILED_PRECONDITION
+    assert flame.final("o", flame.create_task("o", b"x").metadata.id).status.state == pb.Succeed
+
+    deleted = flame.unary("DeleteSession", pb.DeleteSessionRequest(session_id="o"), pb.Session)
+    assert deleted.metadata.id == "o"
+    assert code_of(lambda: flame.session("o")) == grpc.StatusCode.NOT_FOUND
+    assert len(flame.unary("ListSession", pb.ListSessionRequest(), pb.SessionList).sessions) == 0
+    flame.unary("UnregisterApplication", pb.UnregisterApplicationRequest(name="app"), pb.Result)
+    assert code_of(lambda: flame.unary("GetApplication", pb.GetApplicationRequest(name="app"),
+                                       pb.Application)) == grpc.StatusCode.NOT_FOUND
+
+    nodes = flame.unary("ListNodes", pb.ListNodesRequest(), pb.NodeList).nodes
+    assert len(nodes) == 1 and nodes[0].metadata.name
+    node = flame.unary("GetNode", pb.GetNodeRequest(name=nodes[0].metadata.name),
+                       pb.GetNodeResponse).node
+    assert node.metadata.name == nodes[0].metadata.name
+    assert code_of(lambda: flame.unary("GetNode", pb.GetNodeRequest(name="elsewhere"),
+                                       pb.GetNodeResponse)) == grpc.StatusCode.NOT_FOUND
