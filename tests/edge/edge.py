@@ -71,8 +71,12 @@ DEFAULT_ROUTES = [
 class Ember:
     """One `ember serve` process with a plain and (optionally) a TLS listener."""
 
-    def __init__(self, workdir, limits=None, tls=True, loops=2, sni=False, alpn=None):
+    def __init__(self, workdir, limits=None, tls=True, loops=2, sni=False, alpn=None,
+                 wasm_routes=(), wasm=None, log="warn"):
         self.workdir = workdir
+        self.wasm_routes = list(wasm_routes)  # (path, module file), ahead of the defaults
+        self.wasm = dict(wasm or {})  # the config's `wasm:` settings
+        self.log = log
         self.limits = dict(limits or {})
         self.tls = tls
         self.loops = loops
@@ -92,7 +96,7 @@ class Ember:
         self.config_path = os.path.join(workdir, "ember.yaml")
 
     def _config(self):
-        lines = ["loops: %d" % self.loops, "log: warn", "limits:"]
+        lines = ["loops: %d" % self.loops, "log: %s" % self.log, "limits:"]
         limits = {"drain_timeout": "20s"}
         limits.update(self.limits)
         for k, v in limits.items():
@@ -109,7 +113,13 @@ class Ember:
                              % (self.sni_cert, self.sni_key))
             if self.alpn is not None:
                 lines.append("      alpn: [%s]" % ", ".join(self.alpn))
+        if self.wasm:
+            lines.append("wasm:")
+            for k, v in self.wasm.items():
+                lines.append("  %s: %s" % (k, v))
         lines.append("routes:")
+        for path, module in self.wasm_routes:
+            lines.append('  - {path: %s, wasm: "%s"}' % (path, module))
         for host, path, flare in DEFAULT_ROUTES:
             lines.append('  - {host: "%s", path: %s, flare: %s}' % (host, path, flare))
         return "\n".join(lines) + "\n"

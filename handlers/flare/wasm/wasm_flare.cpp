@@ -99,7 +99,7 @@ Result<std::shared_ptr<Flare>> load_flare(const std::string& path, const std::st
                         options, host_call);
   if (!module) return module.error();
   EMBER_INFO("ember.flare", "wasm flare deployed", {"flare", name}, {"module", path},
-             {"sha256", (*module)->hash()}, {"cached", (*module)->from_cache()});
+             {"cache_key", (*module)->hash()}, {"cached", (*module)->from_cache()});
   std::shared_ptr<Flare> flare = std::make_shared<WasmFlare>(name, std::move(*module));
   return flare;
 }

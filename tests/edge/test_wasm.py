@@ -1,0 +1,318 @@
+"""WebAssembly flares (flaron/v1) under `ember serve`: hand-written .wat
+modules (compiled with Debian's wat2wasm) reached with real HTTP requests.
+Covers the request/response imports and the alloc round trip, the edge ops
+that are implemented (encoding, hashing, IDs, time, random bytes, logging),
+hostile modules (each answered 500 while the server keeps serving, on both
+loops at once), deploy-time validation with messages naming the offending
+import or export, the compiled-module cache, and 100,000 trapping
+invocations (100,000 instance lifetimes) with flat memory.
+"""
+
+import base64
+import concurrent.futures
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+
+import edge
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm")
+MAX_MEMORY_PAGES = 16  # the config's wasm.max_memory below (1 MiB)
+
+NORMAL_ALLOC = ("(global.get $bump) "
+                "(global.set $bump (i32.add (global.get $bump) (local.get $n)))")
+HOSTILE = {
+    "unreachable": ("unreachable", NORMAL_ALLOC),
+    "oob-store": ("(i32.store (i32.const 0x7ffffff0) (i32.const 1))", NORMAL_ALLOC),
+    "oob-pointer": ("(call $body_set (i32.const 0x7fff0000) (i32.const 4096))", NORMAL_ALLOC),
+    "bad-alloc": ("(drop (call $method))", "(i32.const 0x7ffffff0)"),
+    "alloc-traps": ("(drop (call $method))", "unreachable"),
+    "recursion": ("(drop (call $recurse (i32.const 0)))", NORMAL_ALLOC),
+    "spin": ("(loop $forever (br $forever))", NORMAL_ALLOC),
+    "bad-action": ("(return (i64.const 0x700000000))", NORMAL_ALLOC),
+    "bad-status": ("(call $status (i32.const 42))", NORMAL_ALLOC),
+}
+# memory.grow past the cap fails (-1) and up to it succeeds; no trap.
+GROW = ("(if (i32.ne (memory.grow (i32.const %d)) (i32.const -1)) (then unreachable)) "
+        "(if (i32.eq (memory.grow (i32.const %d)) (i32.const -1)) (then unreachable)) "
+        "(call $status (i32.const 200)) (call $body_set (i32.const 16) (i32.const 19))"
+        % (MAX_MEMORY_PAGES - 2 + 1, MAX_MEMORY_PAGES - 2))
+
+# One module per (i32 i32) -> i64 edge op: the request body is the argument,
+# the result is the response body (404 when the host returns nothing).
+OP_TEMPLATE = """
+(module
+  (import "flaron/v1" "req_body" (func $body (result i64)))
+  (import "flaron/v1" "resp_set_status" (func $status (param i32)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (import "flaron/v1" "%s" (func $op (param i32 i32) (result i64)))
+  (memory (export "memory") 6)
+  (global $bump (mut i32) (i32.const 65536))
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "handle_request") (result i64)
+    (local $in i64) (local $out i64)
+    (global.set $bump (i32.const 65536))
+    (local.set $in (call $body))
+    (local.set $out (call $op (i32.wrap_i64 (i64.shr_u (local.get $in) (i64.const 32)))
+                              (i32.wrap_i64 (local.get $in))))
+    (if (i64.eqz (local.get $out)) (then (call $status (i32.const 404))))
+    (call $body_set (i32.wrap_i64 (i64.shr_u (local.get $out) (i64.const 32)))
+                    (i32.wrap_i64 (local.get $out)))
+    (i64.const 0x100000000)))
+"""
+OPS = ["encoding_base64_encode", "encoding_base64_decode", "encoding_hex_encode",
+       "encoding_hex_decode", "encoding_url_encode", "encoding_url_decode", "crypto_hash",
+       "id_uuid", "timestamp"]
+
+
+def wat2wasm(wat_text, out_path):
+    src = out_path[:-5] + ".wat"
+    with open(src, "w") as f:
+        f.write(wat_text)
+    subprocess.run(["wat2wasm", src, "-o", out_path], check=True, capture_output=True)
+    return out_path
+
+
+def hostile_wat(body, alloc):
+    with open(os.path.join(HERE, "hostile.wat.in")) as f:
+        return f.read().replace("@BODY@", body).replace("@ALLOC@", alloc).replace(
+            "@WHAT@", "something hostile")
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("wasm"))
+    out = {"request": wat2wasm(open(os.path.join(HERE, "request.wat")).read(),
+                               os.path.join(d, "request.wasm"))}
+    for name, (body, alloc) in HOSTILE.items():
+        out[name] = wat2wasm(hostile_wat(body, alloc), os.path.join(d, name + ".wasm"))
+    out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
+    for op in OPS:
+        out[op] = wat2wasm(OP_TEMPLATE % op, os.path.join(d, op + ".wasm"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(start_server, modules, tmp_path_factory):
+    routes = [("/w/" + name, path) for name, path in modules.items()]
+    return start_server(tls=False, wasm_routes=routes, wasm={
+        "max_memory": "%d" % (MAX_MEMORY_PAGES * 65536), "fuel": 2000000,
+        "cache_dir": str(tmp_path_factory.mktemp("wasm-cache"))})
+
+
+def request(server, path, body=None, method=None, headers=None):
+    s = edge.connect(server.port)
+    try:
+        head = "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" % (
+            method or ("POST" if body is not None else "GET"), path)
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        data = body or b""
+        if body is not None:
+            head += "Content-Length: %d\r\n" % len(data)
+        s.sendall(head.encode() + b"\r\n" + data)
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        s.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        fields[k.strip().lower()] = v.strip()
+    return status, fields, payload
+
+
+def test_a_flare_reads_the_request_and_builds_the_response(server):
+    body = bytes(range(256)) * 40
+    status, h, payload = request(server, "/w/request/x?q=1", body=body,
+                                 headers={"X-Test": "forty two"})
+    assert status == 201
+    assert h["x-method"] == "POST"
+    assert h["x-url"] == "/w/request/x?q=1"
+    assert h["x-header"] == "forty two"
+    assert payload == body
+    status, h, payload = request(server, "/w/request")
+    assert (status, h["x-method"], h["x-header"], payload) == (201, "GET", "", b"")
+
+
+@pytest.mark.parametrize("op, arg, check", [
+    ("encoding_base64_encode", b"hello wasm", lambda r: r == base64.b64encode(b"hello wasm")),
+    ("encoding_base64_decode", b"aGVsbG8=", lambda r: r == b"hello"),
+    ("encoding_hex_encode", b"\x00\xffA", lambda r: r == b"00ff41"),
+    ("encoding_hex_decode", b"00ff41", lambda r: r == b"\x00\xffA"),
+    ("encoding_url_encode", b"a b&c/d", lambda r: urllib.parse.unquote(r.decode()) == "a b&c/d"
+     and b" " not in r and b"&" not in r),
+    ("encoding_url_decode", b"a%20b%26c", lambda r: r == b"a b&c"),
+    ("crypto_hash", b'{"algorithm":"sha256","input":"abc"}',
+     lambda r: r == hashlib.sha256(b"abc").hexdigest().encode()),
+    ("crypto_hash", b'{"algorithm":"sha512","input":""}',
+     lambda r: r == hashlib.sha512(b"").hexdigest().encode()),
+    ("id_uuid", b'{"version":"v4"}',
+     lambda r: re.fullmatch(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", r)),
+    ("id_uuid", b'{"version":"v7"}',
+     lambda r: re.fullmatch(rb"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", r)),
+    ("timestamp", b'{"format":"unix"}', lambda r: abs(int(r) - time.time()) < 60),
+    ("timestamp", b'{"format":"rfc3339"}',
+     lambda r: re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r)),
+])
+def test_edge_ops(server, op, arg, check):
+    status, _, payload = request(server, "/w/" + op, body=arg)
+    assert status == 200, payload
+    assert check(payload), payload
+
+
+@pytest.mark.parametrize("op, arg", [
+    ("encoding_base64_decode", b"not base64!"),
+    ("encoding_hex_decode", b"abc"),
+    ("crypto_hash", b'{"algorithm":"whirlpool","input":"x"}'),
+    ("crypto_hash", b"not json"),
+    ("id_uuid", b'{"version":"v9"}'),
+])
+def test_edge_ops_refuse_bad_arguments_with_no_result(server, op, arg):
+    status, _, payload = request(server, "/w/" + op, body=arg)
+    assert (status, payload) == (404, b"")
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_flare_gets_a_500_and_the_server_keeps_serving(server, name):
+    status, _, _ = request(server, "/w/" + name)
+    assert status == 500
+    assert request(server, "/w/request")[0] == 201
+
+
+def test_memory_grows_up_to_the_cap_and_no_further(server):
+    status, _, payload = request(server, "/w/grow")
+    assert (status, payload) == (200, b"memory.grow refused")
+
+
+def test_traps_on_both_loops_at_once(server):
+    names = ["spin", "unreachable", "recursion", "request", "oob-store"] * 20
+
+    def one(name):
+        return name, request(server, "/w/" + name)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, names))
+    for name, status in results:
+        assert status == (201 if name == "request" else 500), (name, status)
+    log = server.stderr()
+    for trap in ("unreachable", "fuel", "exhaust"):
+        assert re.search("wasm flare trapped.*" + trap, log, re.I), trap
+
+
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(field + " not in /proc/%d/status" % pid)
+
+
+@pytest.mark.skipif(not shutil.which("h2load"), reason="h2load (nghttp2-client) is missing")
+def test_a_hundred_thousand_instance_lifetimes_keep_memory_flat(server):
+    url = server.url("/w/unreachable")
+
+    def run(n):
+        out = subprocess.run(["h2load", "--h1", "-n", str(n), "-c", "4", url],
+                             capture_output=True, text=True, timeout=600 * edge.SLOW)
+        assert re.search(r"status codes: 0 2xx, 0 3xx, 0 4xx, %d 5xx" % n, out.stdout), out.stdout
+
+    run(5_000)  # warm up: pools, allocator arenas, the log file's pages
+    rss, vm = vm_kib(server.proc.pid, "VmRSS"), vm_kib(server.proc.pid, "VmSize")
+    run(100_000)
+    rss2, vm2 = vm_kib(server.proc.pid, "VmRSS"), vm_kib(server.proc.pid, "VmSize")
+    assert rss2 - rss < 16 * 1024, (rss, rss2)
+    assert vm2 - vm < 64 * 1024, (vm, vm2)
+    assert request(server, "/w/request")[0] == 201
+
+
+# ---------------------------------------------------------------- deploy time
+
+def check_config(tmp_path, module_path, extra=""):
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text("log: info\nlisteners:\n  - listen: 127.0.0.1:0\n%s"
+                   "routes:\n  - {path: /x, wasm: \"%s\"}\n" % (extra, module_path))
+    return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
+                          capture_output=True, text=True, timeout=120 * edge.SLOW)
+
+
+@pytest.mark.parametrize("wat, message", [
+    ('(import "flaron/v1" "nope" (func))',
+     r"imports 'flaron/v1'\.'nope', which flaron/v1 does not have"),
+    ('(import "flaron/v1" "req_method" (func (param i32) (result i64)))',
+     r"imports 'flaron/v1'\.'req_method' with signature .* but flaron/v1 defines it as"),
+    ('(import "env" "abort" (func))', r"'env'\.'abort': a flare may import only from"),
+    ('(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+     r"may import only from module 'flaron/v1'"),
+])
+def test_bad_imports_are_refused_at_deploy_time_naming_the_import(tmp_path, wat, message):
+    module = wat2wasm('(module %s (memory (export "memory") 1)'
+                      ' (func (export "alloc") (param i32) (result i32) (i32.const 0))'
+                      ' (func (export "handle_request") (result i64) (i64.const 0)))' % wat,
+                      str(tmp_path / "bad.wasm"))
+    out = check_config(tmp_path, module)
+    assert out.returncode == 2, out
+    assert re.search(message, out.stderr), out.stderr
+    assert "bad.wasm" in out.stderr
+
+
+@pytest.mark.parametrize("wat, message", [
+    ('(memory (export "memory") 1) (func (export "handle_request") (result i64) (i64.const 0))',
+     r"does not export 'alloc'"),
+    ('(memory 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
+     ' (func (export "handle_request") (result i64) (i64.const 0))',
+     r"does not export its memory as 'memory'"),
+    ('(memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))',
+     r"exports neither 'handle_request'"),
+    ('(memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
+     ' (func (export "handle_request") (result i32) (i32.const 0))',
+     r"exports 'handle_request' with signature"),
+    ('(memory (export "memory") 300) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
+     ' (func (export "handle_request") (result i64) (i64.const 0))',
+     r"memory starts at 300 pages, above the cap"),
+])
+def test_bad_exports_and_memory_are_refused_at_deploy_time(tmp_path, wat, message):
+    module = wat2wasm("(module %s)" % wat, str(tmp_path / "bad.wasm"))
+    out = check_config(tmp_path, module)
+    assert out.returncode == 2, out
+    assert re.search(message, out.stderr), out.stderr
+
+
+def test_garbage_is_not_a_module(tmp_path):
+    path = tmp_path / "garbage.wasm"
+    path.write_bytes(b"\x00asm\x01\x00\x00\x00\xff\xff\xff")
+    out = check_config(tmp_path, str(path))
+    assert out.returncode == 2 and "not a valid WebAssembly module" in out.stderr, out.stderr
+
+
+def test_the_same_module_is_compiled_once_and_then_served_from_the_cache(tmp_path, modules):
+    cache = tmp_path / "cache"
+    extra = "wasm:\n  cache_dir: %s\n" % cache
+    first = check_config(tmp_path, modules["request"], extra)
+    assert first.returncode == 0, first.stderr
+    assert "cached=false" in first.stderr
+    # A copy under another name: the cache is keyed by content.
+    copy = tmp_path / "same.wasm"
+    shutil.copy(modules["request"], copy)
+    second = check_config(tmp_path, str(copy), extra)
+    assert second.returncode == 0, second.stderr
+    assert "cached=true" in second.stderr
+    keys = [re.search(r"cache_key=([0-9a-f]{64})", out.stderr).group(1)
+            for out in (first, second)]
+    assert keys[0] == keys[1]
+    assert os.listdir(cache) == [keys[0] + ".so"]
