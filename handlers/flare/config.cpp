@@ -1,6 +1,8 @@
 // `ember serve`'s YAML configuration.
 #include <yaml-cpp/yaml.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -116,11 +118,35 @@ void parse_limits(const std::string& o, const YAML::Node& n, Limits* l) {
   if (l->arena_size < 1024) fail(o, n["arena_size"], "'arena_size' must be at least 1k");
 }
 
+// A secret is given inline, as {env: NAME} or as {file: PATH} (one trailing
+// newline dropped). Errors name the secret, never its value.
+std::string secret_value(const std::string& o, const YAML::Node& n, const std::string& what) {
+  if (n.IsScalar()) return n.as<std::string>();
+  if (!n.IsMap() || n.size() != 1 || !(n["env"] || n["file"]))
+    fail(o, n, "secret '" + what + "' must be a value, {env: NAME} or {file: PATH}");
+  if (n["env"]) {
+    std::string var = scalar(o, n["env"], "env");
+    const char* v = std::getenv(var.c_str());
+    if (!v) fail(o, n, "secret '" + what + "' comes from $" + var + ", which is not set");
+    return v;
+  }
+  std::string path = scalar(o, n["file"], "file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(o, n, "secret '" + what + "': cannot read " + path + ": " + describe_errno(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string v = ss.str();
+  if (!v.empty() && v.back() == '\n') v.pop_back();
+  if (!v.empty() && v.back() == '\r') v.pop_back();
+  return v;
+}
+
 ServerConfig parse(const YAML::Node& root, const std::string& o) {
   ServerConfig c;
   c.origin = o;
   if (!root.IsDefined() || root.IsNull()) return c;
-  check_keys(o, root, {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm"},
+  check_keys(o, root,
+             {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets"},
              "the file");
   if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
   if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
@@ -134,6 +160,21 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
     if (w["timeout"]) c.wasm.timeout_ms = duration_ms(o, w["timeout"], "timeout");
     if (c.wasm.max_memory < 65536 || c.wasm.max_memory > (uint64_t(1) << 32) - 65536)
       fail(o, w["max_memory"], "'max_memory' must be from 64k to 4095m");
+  }
+  if (const YAML::Node& sec = root["secrets"]) {
+    if (!sec.IsMap())
+      fail(o, sec, "'secrets' must map a site (a route's host or \"*\") to secrets");
+    for (const auto& site : sec) {
+      std::string host = scalar(o, site.first, "secrets");
+      for (char& ch : host)
+        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+      if (!site.second.IsMap())
+        fail(o, site.second, "'secrets." + host + "' must map secret names to values");
+      for (const auto& entry : site.second) {
+        std::string name = scalar(o, entry.first, "secret name");
+        c.secrets[host][name] = secret_value(o, entry.second, host + "." + name);
+      }
+    }
   }
   if (root["listeners"]) {
     if (!root["listeners"].IsSequence()) fail(o, root["listeners"], "'listeners' must be a list");
@@ -172,7 +213,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (root["routes"]) {
     if (!root["routes"].IsSequence()) fail(o, root["routes"], "'routes' must be a list");
     for (const YAML::Node& n : root["routes"]) {
-      check_keys(o, n, {"host", "path", "flare", "wasm"}, "a route");
+      check_keys(o, n, {"host", "path", "flare", "wasm", "allowed_secrets"}, "a route");
       RouteConfig r;
       if (n["host"]) r.host = scalar(o, n["host"], "host");
       if (n["path"]) r.path = scalar(o, n["path"], "path");
@@ -184,6 +225,22 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
         fail(o, n["path"], "a route's 'path' must start with /");
       for (char& ch : r.host)
         if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+      if (const YAML::Node& a = n["allowed_secrets"]) {
+        if (!n["wasm"]) fail(o, a, "'allowed_secrets' applies to Wasm flares ('wasm: FILE')");
+        if (!a.IsSequence()) fail(o, a, "'allowed_secrets' must be a list of secret names");
+        for (const YAML::Node& name : a) {
+          std::string s = scalar(o, name, "allowed_secrets");
+          auto defined = [&](const std::string& site) {
+            auto it = c.secrets.find(site);
+            return it != c.secrets.end() && it->second.count(s);
+          };
+          if (!defined(r.host) && !defined("*"))
+            fail(o, name,
+                 "route " + r.host + r.path + " allows secret '" + s +
+                     "', which 'secrets' defines neither for " + r.host + " nor for *");
+          r.allowed_secrets.push_back(s);
+        }
+      }
       c.routes.push_back(std::move(r));
     }
   }

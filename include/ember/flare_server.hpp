@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +40,9 @@ struct RouteConfig {
   std::string path = "/";  // prefix, matched at segment boundaries
   std::string flare;       // a name in the Registry
   std::string wasm;        // or a flaron/v1 WebAssembly module file (sets `flare`)
+  // Secrets a Wasm flare on this route may read (secret_get, and the keys
+  // of crypto_hmac, crypto_sign_jwt and the AES calls).
+  std::vector<std::string> allowed_secrets = {};
 };
 
 // `wasm:` in the config: the engine behind routes with `wasm: FILE`.
@@ -75,6 +79,9 @@ struct ServerConfig {
   std::vector<RouteConfig> routes;
   Limits limits;
   WasmSettings wasm;
+  // `secrets:` per site (a route's host, or "*" for every site): name to
+  // value. Values are read when the config loads and are never logged.
+  std::map<std::string, std::map<std::string, std::string>> secrets;
   std::string origin;  // where it was read from, for messages
 };
 

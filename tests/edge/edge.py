@@ -72,9 +72,11 @@ class Ember:
     """One `ember serve` process with a plain and (optionally) a TLS listener."""
 
     def __init__(self, workdir, limits=None, tls=True, loops=2, sni=False, alpn=None,
-                 wasm_routes=(), wasm=None, log="warn"):
+                 wasm_routes=(), wasm=None, log="warn", extra_config=""):
         self.workdir = workdir
-        self.wasm_routes = list(wasm_routes)  # (path, module file), ahead of the defaults
+        # (path, module file[, extra route keys as YAML flow text]), ahead of the defaults
+        self.wasm_routes = list(wasm_routes)
+        self.extra_config = extra_config  # more top-level YAML (e.g. secrets:)
         self.wasm = dict(wasm or {})  # the config's `wasm:` settings
         self.log = log
         self.limits = dict(limits or {})
@@ -118,11 +120,12 @@ class Ember:
             for k, v in self.wasm.items():
                 lines.append("  %s: %s" % (k, v))
         lines.append("routes:")
-        for path, module in self.wasm_routes:
-            lines.append('  - {path: %s, wasm: "%s"}' % (path, module))
+        for route in self.wasm_routes:
+            extra = (", " + route[2]) if len(route) > 2 else ""
+            lines.append('  - {path: %s, wasm: "%s"%s}' % (route[0], route[1], extra))
         for host, path, flare in DEFAULT_ROUTES:
             lines.append('  - {host: "%s", path: %s, flare: %s}' % (host, path, flare))
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.extra_config
 
     def start(self):
         for attempt in range(5):

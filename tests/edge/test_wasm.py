@@ -11,6 +11,8 @@ invocations (100,000 instance lifetimes) with flat memory.
 import base64
 import concurrent.futures
 import hashlib
+import hmac
+import json
 import os
 import re
 import shutil
@@ -71,6 +73,11 @@ OP_TEMPLATE = """
 OPS = ["encoding_base64_encode", "encoding_base64_decode", "encoding_hex_encode",
        "encoding_hex_decode", "encoding_url_encode", "encoding_url_decode", "crypto_hash",
        "id_uuid", "timestamp"]
+# Ops keyed by a secret: their routes allow three of the four secrets below.
+KEYED_OPS = ["secret_get", "crypto_hmac", "crypto_sign_jwt", "crypto_encrypt_aes",
+             "crypto_decrypt_aes"]
+SECRETS = {"jwt-key": "s3cret-jwt", "from-env": "value from the environment",
+           "from-file": "value from a file", "hidden": "never allowed"}
 
 
 def wat2wasm(wat_text, out_path):
@@ -95,15 +102,25 @@ def modules(tmp_path_factory):
     for name, (body, alloc) in HOSTILE.items():
         out[name] = wat2wasm(hostile_wat(body, alloc), os.path.join(d, name + ".wasm"))
     out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
-    for op in OPS:
+    for op in OPS + KEYED_OPS:
         out[op] = wat2wasm(OP_TEMPLATE % op, os.path.join(d, op + ".wasm"))
     return out
 
 
 @pytest.fixture(scope="module")
 def server(start_server, modules, tmp_path_factory):
-    routes = [("/w/" + name, path) for name, path in modules.items()]
-    return start_server(tls=False, wasm_routes=routes, wasm={
+    allowed = "allowed_secrets: [jwt-key, from-env, from-file]"
+    routes = [("/w/" + name, path, allowed) if name in KEYED_OPS else ("/w/" + name, path)
+              for name, path in modules.items()]
+    # The same module without any secret allowed.
+    routes.append(("/w/secret_get-denied", modules["secret_get"]))
+    secret_file = tmp_path_factory.mktemp("secrets") / "from-file"
+    secret_file.write_text(SECRETS["from-file"] + "\n")
+    os.environ["EMBER_TEST_SECRET"] = SECRETS["from-env"]
+    secrets = ('secrets:\n  "*":\n    jwt-key: "%s"\n    from-env: {env: EMBER_TEST_SECRET}\n'
+               '    from-file: {file: "%s"}\n    hidden: "%s"\n'
+               % (SECRETS["jwt-key"], secret_file, SECRETS["hidden"]))
+    return start_server(tls=False, wasm_routes=routes, extra_config=secrets, wasm={
         "max_memory": "%d" % (MAX_MEMORY_PAGES * 65536), "fuel": 2000000,
         "cache_dir": str(tmp_path_factory.mktemp("wasm-cache"))})
 
@@ -186,6 +203,71 @@ def test_edge_ops(server, op, arg, check):
 def test_edge_ops_refuse_bad_arguments_with_no_result(server, op, arg):
     status, _, payload = request(server, "/w/" + op, body=arg)
     assert (status, payload) == (404, b"")
+
+
+@pytest.mark.parametrize("name", ["jwt-key", "from-env", "from-file"])
+def test_a_flare_reads_the_secrets_its_route_allows(server, name):
+    status, _, payload = request(server, "/w/secret_get", body=name.encode())
+    assert (status, payload) == (200, SECRETS[name].encode())
+
+
+@pytest.mark.parametrize("path, name", [
+    ("/w/secret_get", "hidden"), ("/w/secret_get", "undefined"),
+    ("/w/secret_get-denied", "jwt-key")])
+def test_secrets_not_allowed_look_missing(server, path, name):
+    assert request(server, path, body=name.encode())[:1] == (404,)
+    assert SECRETS["jwt-key"] not in server.stderr()
+
+
+def keyed(server, op, **args):
+    status, _, payload = request(server, "/w/" + op, body=json.dumps(args).encode())
+    return payload if status == 200 else None
+
+
+def unb64url(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def test_hmac_is_sha256_keyed_by_the_named_secret(server):
+    want = hmac.new(SECRETS["jwt-key"].encode(), b"abc", hashlib.sha256).hexdigest()
+    assert keyed(server, "crypto_hmac", secret_key="jwt-key", input="abc") == want.encode()
+    assert keyed(server, "crypto_hmac", secret_key="hidden", input="abc") is None
+
+
+@pytest.mark.parametrize("alg, digest", [("HS256", hashlib.sha256), ("HS384", hashlib.sha384),
+                                         ("HS512", hashlib.sha512)])
+def test_jwts_verify_with_the_secret(server, alg, digest):
+    claims = {"sub": "user-1", "role": "admin"}
+    token = keyed(server, "crypto_sign_jwt", algorithm=alg, secret_key="jwt-key",
+                  claims=claims).decode()
+    head, body, sig = token.split(".")
+    assert json.loads(unb64url(head)) == {"alg": alg, "typ": "JWT"}
+    assert json.loads(unb64url(body)) == claims
+    want = hmac.new(SECRETS["jwt-key"].encode(), (head + "." + body).encode(), digest).digest()
+    assert unb64url(sig) == want
+    assert "=" not in token
+    assert keyed(server, "crypto_sign_jwt", algorithm="RS256", secret_key="jwt-key",
+                 claims=claims) is None
+
+
+def test_aes_gcm_round_trips_and_rejects_tampering(server):
+    sealed = keyed(server, "crypto_encrypt_aes", secret_key="from-env", input="attack at dawn")
+    raw = base64.b64decode(sealed)
+    assert len(raw) == 12 + len("attack at dawn") + 16  # nonce | ciphertext | tag
+    # The documented layout, checked with an independent implementation.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    key = hashlib.sha256(SECRETS["from-env"].encode()).digest()
+    assert AESGCM(key).decrypt(raw[:12], raw[12:], None) == b"attack at dawn"
+    assert keyed(server, "crypto_decrypt_aes", secret_key="from-env",
+                 input=sealed.decode()) == b"attack at dawn"
+    again = keyed(server, "crypto_encrypt_aes", secret_key="from-env", input="attack at dawn")
+    assert again != sealed  # a fresh nonce each time
+    tampered = bytearray(raw)
+    tampered[14] ^= 1
+    assert keyed(server, "crypto_decrypt_aes", secret_key="from-env",
+                 input=base64.b64encode(bytes(tampered)).decode()) is None
+    assert keyed(server, "crypto_decrypt_aes", secret_key="jwt-key",
+                 input=sealed.decode()) is None  # another key
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -316,3 +398,33 @@ def test_the_same_module_is_compiled_once_and_then_served_from_the_cache(tmp_pat
             for out in (first, second)]
     assert keys[0] == keys[1]
     assert os.listdir(cache) == [keys[0] + ".so"]
+
+
+def test_a_route_allowing_an_undefined_secret_is_refused(tmp_path, modules):
+    out = check_config_text(tmp_path, 'secrets:\n  "*": {a: b}\nroutes:\n'
+                            '  - {path: /x, wasm: "%s", allowed_secrets: [nope]}\n'
+                            % modules["secret_get"])
+    assert out.returncode == 2
+    assert "allows secret 'nope', which 'secrets' defines neither for * nor for *" in out.stderr
+
+
+def test_a_secret_from_an_unset_variable_is_refused_without_showing_values(tmp_path, modules):
+    out = check_config_text(tmp_path, 'secrets:\n  "*":\n    shown: "TOPSECRETVALUE"\n'
+                            '    env-one: {env: EMBER_TEST_UNSET_VARIABLE}\nroutes:\n'
+                            '  - {path: /x, wasm: "%s", allowed_secrets: [shown]}\n'
+                            % modules["secret_get"])
+    assert out.returncode == 2
+    assert "secret '*.env-one' comes from $EMBER_TEST_UNSET_VARIABLE, which is not set" \
+        in out.stderr
+    ok = check_config_text(tmp_path, 'log: debug\nsecrets:\n  "*":\n    shown: "TOPSECRETVALUE"\n'
+                           'routes:\n  - {path: /x, wasm: "%s", allowed_secrets: [shown]}\n'
+                           % modules["secret_get"])
+    assert ok.returncode == 0, ok.stderr
+    assert "TOPSECRETVALUE" not in ok.stderr + ok.stdout
+
+
+def check_config_text(tmp_path, text):
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text("listeners:\n  - listen: 127.0.0.1:0\n" + text)
+    return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
+                          capture_output=True, text=True, timeout=120 * edge.SLOW)

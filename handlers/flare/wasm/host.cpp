@@ -4,11 +4,13 @@
 #include "handlers/flare/wasm/host.hpp"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <atomic>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "ember/log.hpp"
@@ -110,21 +112,28 @@ int unhex(char c) {
 
 const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-std::string base64(std::string_view in) {
+const char kB64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+// Standard base64 with padding, or base64url without (JWT's).
+std::string base64(std::string_view in, bool url = false) {
+  const char* alphabet = url ? kB64Url : kB64;
   std::string out;
   size_t i = 0;
   auto b = [&](size_t k) { return static_cast<uint8_t>(in[k]); };
   for (; i + 3 <= in.size(); i += 3) {
     uint32_t v = b(i) << 16 | b(i + 1) << 8 | b(i + 2);
     for (int s = 18; s >= 0; s -= 6)
-      out.push_back(kB64[(v >> s) & 63]);
+      out.push_back(alphabet[(v >> s) & 63]);
   }
   if (size_t rest = in.size() - i) {
     uint32_t v = b(i) << 16 | (rest == 2 ? b(i + 1) << 8 : 0);
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kB64[(v >> 6) & 63] : '=');
-    out.push_back('=');
+    out.push_back(alphabet[(v >> 18) & 63]);
+    out.push_back(alphabet[(v >> 12) & 63]);
+    if (rest == 2) out.push_back(alphabet[(v >> 6) & 63]);
+    if (!url) {
+      if (rest == 1) out.push_back('=');
+      out.push_back('=');
+    }
   }
   return out;
 }
@@ -153,6 +162,64 @@ bool unbase64(std::string_view in, std::string* out) {
       out->push_back(static_cast<char>((v >> bits) & 0xff));
     }
   }
+  return true;
+}
+
+// HMAC of `data` keyed by `key`, raw bytes; empty on failure.
+std::string hmac(const EVP_MD* md, std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!HMAC(md, key.data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n))
+    return {};
+  return std::string(reinterpret_cast<const char*>(out), n);
+}
+
+constexpr size_t kGcmNonce = 12, kGcmTag = 16;
+
+// AES-256-GCM under SHA-256(secret) (a secret of any length makes one key):
+// encrypting gives nonce | ciphertext | tag with a random nonce; decrypting
+// takes that layout and fails unless the tag verifies.
+bool aes_gcm(bool encrypt, std::string_view secret, std::string_view in, std::string* out) {
+  unsigned char key[32];
+  if (EVP_Digest(secret.data(), secret.size(), key, nullptr, EVP_sha256(), nullptr) != 1)
+    return false;
+  std::unique_ptr<EVP_CIPHER_CTX, void (*)(EVP_CIPHER_CTX*)> ctx(EVP_CIPHER_CTX_new(),
+                                                                 EVP_CIPHER_CTX_free);
+  if (!ctx) return false;
+  unsigned char nonce[kGcmNonce];
+  std::string_view body = in;
+  if (encrypt) {
+    if (RAND_bytes(nonce, sizeof nonce) != 1) return false;
+  } else {
+    if (in.size() < kGcmNonce + kGcmTag) return false;
+    std::memcpy(nonce, in.data(), kGcmNonce);
+    body = in.substr(kGcmNonce, in.size() - kGcmNonce - kGcmTag);
+  }
+  if (EVP_CipherInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key, nonce, encrypt ? 1 : 0) != 1)
+    return false;
+  std::string result(encrypt ? kGcmNonce : 0, '\0');
+  if (encrypt) std::memcpy(result.data(), nonce, kGcmNonce);
+  size_t at = result.size();
+  result.resize(at + body.size() + kGcmTag);
+  int n = 0, m = 0;
+  auto* dst = reinterpret_cast<unsigned char*>(result.data() + at);
+  if (EVP_CipherUpdate(ctx.get(), dst, &n, reinterpret_cast<const unsigned char*>(body.data()),
+                       static_cast<int>(body.size())) != 1)
+    return false;
+  if (!encrypt) {
+    auto* tag = const_cast<char*>(in.data() + in.size() - kGcmTag);
+    if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTag, tag) != 1) return false;
+  }
+  if (EVP_CipherFinal_ex(ctx.get(), dst + n, &m) != 1) return false;  // a bad tag fails here
+  size_t len = at + static_cast<size_t>(n + m);
+  if (encrypt) {
+    if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTag, result.data() + len) != 1)
+      return false;
+    len += kGcmTag;
+  }
+  result.resize(len);
+  *out = std::move(result);
   return true;
 }
 
@@ -413,6 +480,49 @@ int Env::dispatch(int import, const uint64_t* args, uint64_t* result) noexcept {
   }
 }
 
+// The crypto imports keyed by a secret's name (spec 6.5): JSON in, a string
+// out, 0 for any failure (bad JSON, a secret the route does not allow, a
+// ciphertext that does not verify).
+int Env::keyed_crypto(int import, const std::string& arg, uint64_t* r) {
+  json args = json::parse(arg, nullptr, false);
+  if (!args.is_object() || !args["secret_key"].is_string()) return 0;
+  auto key = policy.secrets.find(args["secret_key"].get<std::string>());
+  if (key == policy.secrets.end()) return 0;
+  switch (import) {
+    case crypto_hmac: {
+      if (!args["input"].is_string()) return 0;
+      std::string mac = hmac(EVP_sha256(), key->second, args["input"].get<std::string>());
+      return mac.empty() ? 0
+                         : give(hex(reinterpret_cast<const uint8_t*>(mac.data()), mac.size()), r);
+    }
+    case crypto_sign_jwt: {
+      if (!args["algorithm"].is_string() || !args["claims"].is_object()) return 0;
+      std::string alg = args["algorithm"];
+      const EVP_MD* md = alg == "HS256"   ? EVP_sha256()
+                         : alg == "HS384" ? EVP_sha384()
+                         : alg == "HS512" ? EVP_sha512()
+                                          : nullptr;
+      if (!md) return 0;
+      std::string header = R"({"alg":")" + alg + R"(","typ":"JWT"})";
+      std::string signing = base64(header, true) + "." + base64(args["claims"].dump(), true);
+      std::string sig = hmac(md, key->second, signing);
+      return sig.empty() ? 0 : give(signing + "." + base64(sig, true), r);
+    }
+    case crypto_encrypt_aes: {
+      if (!args["input"].is_string()) return 0;
+      std::string sealed;
+      if (!aes_gcm(true, key->second, args["input"].get<std::string>(), &sealed)) return 0;
+      return give(base64(sealed), r);
+    }
+    default: {  // crypto_decrypt_aes
+      std::string sealed, plain;
+      if (!args["input"].is_string() || !unbase64(args["input"].get<std::string>(), &sealed))
+        return 0;
+      return aes_gcm(false, key->second, sealed, &plain) ? give(plain, r) : 0;
+    }
+  }
+}
+
 int Env::call(int import, const uint64_t* a, uint64_t* r) {
   auto u32 = [&](int i) { return a[i] & 0xffffffffu; };
   auto i32 = [&](int i) { return static_cast<int32_t>(static_cast<uint32_t>(a[i])); };
@@ -497,6 +607,17 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       unsigned int n = 0;
       if (EVP_Digest(input.data(), input.size(), out, &n, md, nullptr) != 1) return 0;
       return give(hex(out, n), r);
+    }
+    case crypto_hmac:
+    case crypto_sign_jwt:
+    case crypto_encrypt_aes:
+    case crypto_decrypt_aes:
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      return keyed_crypto(import, s, r);
+    case secret_get: {
+      if ((t = view_string(u32(0), u32(1), &s))) return t;
+      auto it = policy.secrets.find(s);  // missing and not allowed look the same
+      return it == policy.secrets.end() ? 0 : give(it->second, r);
     }
     case crypto_random_bytes: {
       int32_t n = i32(0);
@@ -583,7 +704,7 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case ws_send:
       *r = 1;  // no WebSocket connection in an HTTP invocation
       return 0;
-    default:  // beam_fetch, hmac/jwt/aes, spark/plasma reads, secrets, ws_*: absent
+    default:  // beam_fetch, spark/plasma reads, ws_*: absent
       return 0;
   }
 }

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <exception>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -12,9 +14,17 @@
 
 namespace ember::flare::wasm {
 
+// What a route grants its Wasm flare.
+struct FlarePolicy {
+  // The secrets it may read: its site's and the "*" site's, filtered by the
+  // route's allowed_secrets.
+  std::map<std::string, std::string, std::less<>> secrets;
+};
+
 class Env {
  public:
-  Env(const Module& module, std::string_view flare) noexcept : module(module), flare(flare) {}
+  Env(const Module& module, std::string_view flare, const FlarePolicy& policy) noexcept
+      : module(module), flare(flare), policy(policy) {}
   ~Env();
   Env(const Env&) = delete;
   Env& operator=(const Env&) = delete;
@@ -32,6 +42,7 @@ class Env {
 
   const Module& module;
   std::string_view flare;
+  const FlarePolicy& policy;
   void* instance = nullptr;
   // What went wrong in a host call that raised trap_host_error.
   std::exception_ptr exception;
@@ -40,6 +51,7 @@ class Env {
 
  private:
   int call(int import, const uint64_t* a, uint64_t* r);
+  int keyed_crypto(int import, const std::string& arg, uint64_t* r);
   // (ptr, len) as bytes of guest memory; ptr 0 is empty. trap_host_bounds
   // when out of range. The view dies at the next alloc.
   int view(uint64_t ptr, uint64_t len, std::string_view* out);

@@ -1,6 +1,7 @@
 #include "handlers/flare/wasm/wasm_flare.hpp"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -15,8 +16,11 @@ constexpr size_t kPoolPerLoop = 4;  // idle instances kept per loop
 
 class WasmFlare final : public Flare {
  public:
-  WasmFlare(std::string name, std::shared_ptr<Module> module)
-      : name_(std::move(name)), module_(std::move(module)), pools_(kMaxLoops) {}
+  WasmFlare(std::string name, std::shared_ptr<Module> module, FlarePolicy policy)
+      : name_(std::move(name)),
+        module_(std::move(module)),
+        policy_(std::move(policy)),
+        pools_(kMaxLoops) {}
 
   Action handle_request(Context& ctx) override {
     if (!module_->info().handle_request) {
@@ -32,7 +36,7 @@ class WasmFlare final : public Flare {
       env = std::move(pool.back());
       pool.pop_back();
     } else {
-      env = std::make_unique<Env>(*module_, name_);
+      env = std::make_unique<Env>(*module_, name_, policy_);
       if (auto created = env->create(); !created)
         throw std::runtime_error("wasm flare '" + name_ + "': " + created.error().message);
     }
@@ -74,6 +78,7 @@ class WasmFlare final : public Flare {
  private:
   std::string name_;
   std::shared_ptr<Module> module_;
+  FlarePolicy policy_;
   std::vector<std::vector<std::unique_ptr<Env>>> pools_;
 };
 
@@ -88,8 +93,7 @@ EngineOptions engine_options(const WasmSettings& s) {
   return o;
 }
 
-Result<std::shared_ptr<Flare>> load_flare(const std::string& path, const std::string& name,
-                                          const EngineOptions& options) {
+Result<std::shared_ptr<Module>> load_module(const std::string& path, const EngineOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error("cannot read Wasm module " + path + ": " + describe_errno(errno));
   std::stringstream ss;
@@ -98,23 +102,42 @@ Result<std::shared_ptr<Flare>> load_flare(const std::string& path, const std::st
   auto module = compile({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path,
                         options, host_call);
   if (!module) return module.error();
-  EMBER_INFO("ember.flare", "wasm flare deployed", {"flare", name}, {"module", path},
+  EMBER_INFO("ember.flare", "wasm module deployed", {"module", path},
              {"cache_key", (*module)->hash()}, {"cached", (*module)->from_cache()});
-  std::shared_ptr<Flare> flare = std::make_shared<WasmFlare>(name, std::move(*module));
-  return flare;
+  return module;
+}
+
+std::shared_ptr<Flare> make_flare(std::string name, std::shared_ptr<Module> module,
+                                  FlarePolicy policy) {
+  return std::make_shared<WasmFlare>(std::move(name), std::move(module), std::move(policy));
 }
 
 Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
   EngineOptions options = engine_options(config.wasm);
+  std::map<std::string, std::shared_ptr<Module>> modules;  // by file: compiled once
   for (RouteConfig& r : config.routes) {
     if (r.wasm.empty()) continue;
-    std::string name = "wasm:" + r.wasm;
-    if (!registry.find(name)) {
-      auto flare = load_flare(r.wasm, name, options);
-      if (!flare)
-        return Error(config.origin + ": route " + r.host + r.path + ": " + flare.error().message);
-      registry.add(name, std::move(*flare));
+    auto& module = modules[r.wasm];
+    if (!module) {
+      auto loaded = load_module(r.wasm, options);
+      if (!loaded)
+        return Error(config.origin + ": route " + r.host + r.path + ": " + loaded.error().message);
+      module = std::move(*loaded);
     }
+    FlarePolicy policy;
+    for (const std::string& name : r.allowed_secrets) {
+      for (const std::string& site : {r.host, std::string("*")}) {  // the site's own wins
+        auto s = config.secrets.find(site);
+        if (s == config.secrets.end()) continue;
+        if (auto v = s->second.find(name); v != s->second.end()) {
+          policy.secrets.emplace(name, v->second);
+          break;
+        }
+      }
+    }
+    std::string name = "wasm:" + r.wasm;
+    if (!r.allowed_secrets.empty()) name += "@" + r.host + r.path;
+    if (!registry.find(name)) registry.add(name, make_flare(name, module, std::move(policy)));
     r.flare = name;
   }
   return {};

@@ -11,18 +11,23 @@
 #include "ember/flare.hpp"
 #include "ember/flare_server.hpp"
 #include "handlers/flare/wasm/engine.hpp"
+#include "handlers/flare/wasm/host.hpp"
 
 namespace ember::flare::wasm {
 
 EngineOptions engine_options(const WasmSettings& settings);
 
 // Reads, validates and compiles (or loads from the cache) one module file.
-Result<std::shared_ptr<Flare>> load_flare(const std::string& path, const std::string& name,
-                                          const EngineOptions& options);
+Result<std::shared_ptr<Module>> load_module(const std::string& path, const EngineOptions& options);
 
-// For every route with `wasm: FILE`: loads the module and registers it as
-// the flare "wasm:FILE" (the route then names it). Done at deploy time, so a
-// bad module fails start-up with a message naming the import or export.
+// A flare running `module` with what its route grants.
+std::shared_ptr<Flare> make_flare(std::string name, std::shared_ptr<Module> module,
+                                  FlarePolicy policy);
+
+// For every route with `wasm: FILE`: loads the module (once per file) and
+// registers a flare for it: "wasm:FILE", or "wasm:FILE@HOST/PATH" when the
+// route grants secrets. Done at deploy time, so a bad module fails start-up
+// with a message naming the import or export.
 Result<void> add_wasm_flares(ServerConfig& config, Registry& registry);
 
 }  // namespace ember::flare::wasm
