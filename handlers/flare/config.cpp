@@ -145,9 +145,10 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   ServerConfig c;
   c.origin = o;
   if (!root.IsDefined() || root.IsNull()) return c;
-  check_keys(o, root,
-             {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets"},
-             "the file");
+  check_keys(
+      o, root,
+      {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets", "spark"},
+      "the file");
   if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
   if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
   if (root["log"]) c.log = scalar(o, root["log"], "log");
@@ -160,6 +161,26 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
     if (w["timeout"]) c.wasm.timeout_ms = duration_ms(o, w["timeout"], "timeout");
     if (c.wasm.max_memory < 65536 || c.wasm.max_memory > (uint64_t(1) << 32) - 65536)
       fail(o, w["max_memory"], "'max_memory' must be from 64k to 4095m");
+  }
+  if (const YAML::Node& sp = root["spark"]) {
+    check_keys(o, sp,
+               {"dir", "max_size", "max_value", "max_keys_per_site", "reads_per_invocation",
+                "writes_per_invocation"},
+               "spark");
+    SparkSettings& k = c.spark;
+    if (sp["dir"]) k.dir = scalar(o, sp["dir"], "dir");
+    if (sp["max_size"]) k.max_size = byte_size(o, sp["max_size"], "max_size");
+    if (sp["max_value"]) k.max_value = byte_size(o, sp["max_value"], "max_value");
+    if (sp["max_keys_per_site"])
+      k.max_keys_per_site = number(o, sp["max_keys_per_site"], "max_keys_per_site", 1u << 30);
+    if (sp["reads_per_invocation"])
+      k.reads_per_invocation = static_cast<uint32_t>(
+          number(o, sp["reads_per_invocation"], "reads_per_invocation", 1'000'000));
+    if (sp["writes_per_invocation"])
+      k.writes_per_invocation = static_cast<uint32_t>(
+          number(o, sp["writes_per_invocation"], "writes_per_invocation", 1'000'000));
+    if (k.max_size < (1u << 20)) fail(o, sp["max_size"], "'max_size' must be at least 1m");
+    if (k.max_value > (16u << 20)) fail(o, sp["max_value"], "'max_value' must be at most 16m");
   }
   if (const YAML::Node& sec = root["secrets"]) {
     if (!sec.IsMap())
@@ -213,7 +234,8 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (root["routes"]) {
     if (!root["routes"].IsSequence()) fail(o, root["routes"], "'routes' must be a list");
     for (const YAML::Node& n : root["routes"]) {
-      check_keys(o, n, {"host", "path", "flare", "wasm", "allowed_secrets"}, "a route");
+      check_keys(o, n, {"host", "path", "flare", "wasm", "allowed_secrets", "capabilities"},
+                 "a route");
       RouteConfig r;
       if (n["host"]) r.host = scalar(o, n["host"], "host");
       if (n["path"]) r.path = scalar(o, n["path"], "path");
@@ -239,6 +261,17 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
                  "route " + r.host + r.path + " allows secret '" + s +
                      "', which 'secrets' defines neither for " + r.host + " nor for *");
           r.allowed_secrets.push_back(s);
+        }
+      }
+      if (const YAML::Node& caps = n["capabilities"]) {
+        if (!n["wasm"]) fail(o, caps, "'capabilities' applies to Wasm flares ('wasm: FILE')");
+        if (!caps.IsSequence()) fail(o, caps, "'capabilities' must be a list");
+        for (const YAML::Node& cap : caps) {
+          std::string s = scalar(o, cap, "capabilities");
+          if (s != "writes_spark_kv" && s != "writes_plasma_kv" && s != "beam")
+            fail(o, cap,
+                 "unknown capability '" + s + "' (known: writes_spark_kv, writes_plasma_kv, beam)");
+          r.capabilities.push_back(s);
         }
       }
       c.routes.push_back(std::move(r));

@@ -43,6 +43,9 @@ struct RouteConfig {
   // Secrets a Wasm flare on this route may read (secret_get, and the keys
   // of crypto_hmac, crypto_sign_jwt and the AES calls).
   std::vector<std::string> allowed_secrets = {};
+  // What a Wasm flare on this route may do beyond reading: writes_spark_kv,
+  // writes_plasma_kv, beam.
+  std::vector<std::string> capabilities = {};
 };
 
 // `wasm:` in the config: the engine behind routes with `wasm: FILE`.
@@ -51,6 +54,16 @@ struct WasmSettings {
   uint64_t max_memory = 16u << 20;  // linear memory cap per instance
   uint64_t fuel = 200'000'000;      // per invocation: charged per function call and loop turn
   uint64_t timeout_ms = 1'000;      // wall clock per invocation (checked at host calls)
+};
+
+// `spark:` in the config: the on-disk KV store of Wasm flares (per site).
+struct SparkSettings {
+  std::string dir;                 // empty: $HOME/.ember/spark (or $TMPDIR/ember-spark-<uid>)
+  uint64_t max_size = 1ull << 30;  // the store's file, at most
+  uint64_t max_value = 64 * 1024;  // per value
+  uint64_t max_keys_per_site = 100'000;
+  uint32_t reads_per_invocation = 1'000;  // then spark_get answers nothing
+  uint32_t writes_per_invocation = 100;   // then spark_set answers 3 (write limit)
 };
 
 // Every limit has a default and a key of the same name under `limits:`.
@@ -79,6 +92,7 @@ struct ServerConfig {
   std::vector<RouteConfig> routes;
   Limits limits;
   WasmSettings wasm;
+  SparkSettings spark;
   // `secrets:` per site (a route's host, or "*" for every site): name to
   // value. Values are read when the config loads and are never logged.
   std::map<std::string, std::map<std::string, std::string>> secrets;

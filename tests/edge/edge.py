@@ -205,6 +205,36 @@ def stop_and_check(server):
 
 # ---------------------------------------------------------------- sockets
 
+def http_request(server, path, body=None, method=None, headers=None, host="t"):
+    """One HTTP/1.1 request on a fresh connection: (status, headers, body)."""
+    s = connect(server.port)
+    try:
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n" % (
+            method or ("POST" if body is not None else "GET"), path, host)
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        data = body or b""
+        if body is not None:
+            head += "Content-Length: %d\r\n" % len(data)
+        s.sendall(head.encode() + b"\r\n" + data)
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        s.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        fields[k.strip().lower()] = v.strip()
+    return status, fields, payload
+
+
 def connect(port, timeout=TIMEOUT):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -23,6 +23,7 @@ import urllib.parse
 import pytest
 
 import edge
+from edge import http_request
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm")
 MAX_MEMORY_PAGES = 16  # the config's wasm.max_memory below (1 MiB)
@@ -120,50 +121,22 @@ def server(start_server, modules, tmp_path_factory):
     secrets = ('secrets:\n  "*":\n    jwt-key: "%s"\n    from-env: {env: EMBER_TEST_SECRET}\n'
                '    from-file: {file: "%s"}\n    hidden: "%s"\n'
                % (SECRETS["jwt-key"], secret_file, SECRETS["hidden"]))
+    secrets += "spark:\n  dir: %s\n" % tmp_path_factory.mktemp("spark")
     return start_server(tls=False, wasm_routes=routes, extra_config=secrets, wasm={
         "max_memory": "%d" % (MAX_MEMORY_PAGES * 65536), "fuel": 2000000,
         "cache_dir": str(tmp_path_factory.mktemp("wasm-cache"))})
 
 
-def request(server, path, body=None, method=None, headers=None):
-    s = edge.connect(server.port)
-    try:
-        head = "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" % (
-            method or ("POST" if body is not None else "GET"), path)
-        for k, v in (headers or {}).items():
-            head += "%s: %s\r\n" % (k, v)
-        data = body or b""
-        if body is not None:
-            head += "Content-Length: %d\r\n" % len(data)
-        s.sendall(head.encode() + b"\r\n" + data)
-        raw = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            raw += chunk
-    finally:
-        s.close()
-    head, _, payload = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    fields = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        fields[k.strip().lower()] = v.strip()
-    return status, fields, payload
-
-
 def test_a_flare_reads_the_request_and_builds_the_response(server):
     body = bytes(range(256)) * 40
-    status, h, payload = request(server, "/w/request/x?q=1", body=body,
+    status, h, payload = http_request(server, "/w/request/x?q=1", body=body,
                                  headers={"X-Test": "forty two"})
     assert status == 201
     assert h["x-method"] == "POST"
     assert h["x-url"] == "/w/request/x?q=1"
     assert h["x-header"] == "forty two"
     assert payload == body
-    status, h, payload = request(server, "/w/request")
+    status, h, payload = http_request(server, "/w/request")
     assert (status, h["x-method"], h["x-header"], payload) == (201, "GET", "", b"")
 
 
@@ -188,7 +161,7 @@ def test_a_flare_reads_the_request_and_builds_the_response(server):
      lambda r: re.fullmatch(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r)),
 ])
 def test_edge_ops(server, op, arg, check):
-    status, _, payload = request(server, "/w/" + op, body=arg)
+    status, _, payload = http_request(server, "/w/" + op, body=arg)
     assert status == 200, payload
     assert check(payload), payload
 
@@ -201,13 +174,13 @@ def test_edge_ops(server, op, arg, check):
     ("id_uuid", b'{"version":"v9"}'),
 ])
 def test_edge_ops_refuse_bad_arguments_with_no_result(server, op, arg):
-    status, _, payload = request(server, "/w/" + op, body=arg)
+    status, _, payload = http_request(server, "/w/" + op, body=arg)
     assert (status, payload) == (404, b"")
 
 
 @pytest.mark.parametrize("name", ["jwt-key", "from-env", "from-file"])
 def test_a_flare_reads_the_secrets_its_route_allows(server, name):
-    status, _, payload = request(server, "/w/secret_get", body=name.encode())
+    status, _, payload = http_request(server, "/w/secret_get", body=name.encode())
     assert (status, payload) == (200, SECRETS[name].encode())
 
 
@@ -215,12 +188,12 @@ def test_a_flare_reads_the_secrets_its_route_allows(server, name):
     ("/w/secret_get", "hidden"), ("/w/secret_get", "undefined"),
     ("/w/secret_get-denied", "jwt-key")])
 def test_secrets_not_allowed_look_missing(server, path, name):
-    assert request(server, path, body=name.encode())[:1] == (404,)
+    assert http_request(server, path, body=name.encode())[:1] == (404,)
     assert SECRETS["jwt-key"] not in server.stderr()
 
 
 def keyed(server, op, **args):
-    status, _, payload = request(server, "/w/" + op, body=json.dumps(args).encode())
+    status, _, payload = http_request(server, "/w/" + op, body=json.dumps(args).encode())
     return payload if status == 200 else None
 
 
@@ -272,13 +245,13 @@ def test_aes_gcm_round_trips_and_rejects_tampering(server):
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_flare_gets_a_500_and_the_server_keeps_serving(server, name):
-    status, _, _ = request(server, "/w/" + name)
+    status, _, _ = http_request(server, "/w/" + name)
     assert status == 500
-    assert request(server, "/w/request")[0] == 201
+    assert http_request(server, "/w/request")[0] == 201
 
 
 def test_memory_grows_up_to_the_cap_and_no_further(server):
-    status, _, payload = request(server, "/w/grow")
+    status, _, payload = http_request(server, "/w/grow")
     assert (status, payload) == (200, b"memory.grow refused")
 
 
@@ -286,7 +259,7 @@ def test_traps_on_both_loops_at_once(server):
     names = ["spin", "unreachable", "recursion", "request", "oob-store"] * 20
 
     def one(name):
-        return name, request(server, "/w/" + name)[0]
+        return name, http_request(server, "/w/" + name)[0]
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, names))
@@ -320,7 +293,7 @@ def test_a_hundred_thousand_instance_lifetimes_keep_memory_flat(server):
     rss2, vm2 = vm_kib(server.proc.pid, "VmRSS"), vm_kib(server.proc.pid, "VmSize")
     assert rss2 - rss < 16 * 1024, (rss, rss2)
     assert vm2 - vm < 64 * 1024, (vm, vm2)
-    assert request(server, "/w/request")[0] == 201
+    assert http_request(server, "/w/request")[0] == 201
 
 
 # ---------------------------------------------------------------- deploy time
@@ -328,7 +301,8 @@ def test_a_hundred_thousand_instance_lifetimes_keep_memory_flat(server):
 def check_config(tmp_path, module_path, extra=""):
     cfg = tmp_path / "check.yaml"
     cfg.write_text("log: info\nlisteners:\n  - listen: 127.0.0.1:0\n%s"
-                   "routes:\n  - {path: /x, wasm: \"%s\"}\n" % (extra, module_path))
+                   "spark: {dir: %s}\nroutes:\n  - {path: /x, wasm: \"%s\"}\n"
+                   % (extra, tmp_path / "spark", module_path))
     return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
                           capture_output=True, text=True, timeout=120 * edge.SLOW)
 
@@ -425,6 +399,7 @@ def test_a_secret_from_an_unset_variable_is_refused_without_showing_values(tmp_p
 
 def check_config_text(tmp_path, text):
     cfg = tmp_path / "check.yaml"
-    cfg.write_text("listeners:\n  - listen: 127.0.0.1:0\n" + text)
+    cfg.write_text("listeners:\n  - listen: 127.0.0.1:0\nspark: {dir: %s}\n" % (tmp_path / "spark")
+                   + text)
     return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
                           capture_output=True, text=True, timeout=120 * edge.SLOW)

@@ -24,6 +24,13 @@ constexpr uint32_t kMaxLogLines = 100;    // per invocation
 constexpr size_t kMaxLogBytes = 4096;     // per line
 constexpr uint32_t kMaxIds = 10'000;      // ID and random calls per invocation
 constexpr uint32_t kMaxHeadersSet = 100;  // response headers per invocation
+constexpr size_t kMaxListed = 1'000;      // keys in a spark_list answer
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
 enum Import : int {
   req_method,
@@ -405,7 +412,7 @@ Result<void> Env::create() {
 
 void Env::bind(Context& ctx) noexcept {
   ctx_ = &ctx;
-  calls_ = logs_ = ids_ = headers_set_ = 0;
+  calls_ = logs_ = ids_ = headers_set_ = spark_reads_ = spark_writes_ = 0;
   exception = nullptr;
   error.clear();
   bad_status = false;
@@ -478,6 +485,13 @@ int Env::dispatch(int import, const uint64_t* args, uint64_t* result) noexcept {
     error = "unknown failure";
     return trap_host_error;
   }
+}
+
+uint32_t Env::spark_set_status(std::string_view key, std::string_view value, int32_t ttl) {
+  if (!policy.spark) return spark_unavailable;
+  if (!policy.writes_spark) return spark_no_capability;
+  if (++spark_writes_ > policy.spark_writes) return spark_write_limit;
+  return policy.spark->set(policy.site, key, value, ttl, wall_ms());
 }
 
 // The crypto imports keyed by a secret's name (spec 6.5): JSON in, a string
@@ -690,12 +704,34 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       }
       return give(format_time(format), r);
     }
-    // Not provided yet: each answers with its "not available" result.
-    case spark_set:
-      *r = 5;  // Spark not available
+    case spark_get: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      if (!policy.spark || ++spark_reads_ > policy.spark_reads) return 0;
+      auto got = policy.spark->get(policy.site, v, wall_ms());
+      if (!got) return 0;
+      std::string payload(4, '\0');  // u32 LE seconds left (0: no expiry), then the value
+      for (int i = 0; i < 4; ++i)
+        payload[i] = static_cast<char>((got->ttl_left >> (8 * i)) & 0xff);
+      payload += got->data;
+      return give(payload, r);
+    }
+    case spark_set: {
+      std::string_view value;
+      if ((t = view(u32(0), u32(1), &v)) || (t = view(u32(2), u32(3), &value))) return t;
+      *r = spark_set_status(v, value, i32(4));
       return 0;
-    case spark_pull:
-      *r = static_cast<uint32_t>(-5);
+    }
+    case spark_delete:
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      if (policy.spark && policy.writes_spark && ++spark_writes_ <= policy.spark_writes)
+        policy.spark->remove(policy.site, v);
+      return 0;
+    case spark_list: {
+      if (!policy.spark || ++spark_reads_ > policy.spark_reads) return 0;
+      return give(json(policy.spark->list(policy.site, wall_ms(), kMaxListed)).dump(), r);
+    }
+    case spark_pull:  // one node: there is no other node to pull from
+      *r = static_cast<uint32_t>(-spark_unavailable);
       return 0;
     case plasma_set:
     case plasma_delete:
@@ -704,7 +740,7 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case ws_send:
       *r = 1;  // no WebSocket connection in an HTTP invocation
       return 0;
-    default:  // beam_fetch, spark/plasma reads, ws_*: absent
+    default:  // beam_fetch, plasma reads, ws_*: absent
       return 0;
   }
 }

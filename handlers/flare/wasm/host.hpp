@@ -6,19 +6,25 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "ember/flare.hpp"
 #include "handlers/flare/wasm/engine.hpp"
+#include "handlers/flare/wasm/spark.hpp"
 
 namespace ember::flare::wasm {
 
 // What a route grants its Wasm flare.
 struct FlarePolicy {
+  std::string site;  // the route's host: the scope of its spark keys and secrets
   // The secrets it may read: its site's and the "*" site's, filtered by the
   // route's allowed_secrets.
   std::map<std::string, std::string, std::less<>> secrets;
+  std::shared_ptr<SparkStore> spark;                 // null: spark answers "not available"
+  uint32_t spark_reads = 1'000, spark_writes = 100;  // per invocation
+  bool writes_spark = false;
 };
 
 class Env {
@@ -52,6 +58,7 @@ class Env {
  private:
   int call(int import, const uint64_t* a, uint64_t* r);
   int keyed_crypto(int import, const std::string& arg, uint64_t* r);
+  uint32_t spark_set_status(std::string_view key, std::string_view value, int32_t ttl);
   // (ptr, len) as bytes of guest memory; ptr 0 is empty. trap_host_bounds
   // when out of range. The view dies at the next alloc.
   int view(uint64_t ptr, uint64_t len, std::string_view* out);
@@ -66,6 +73,7 @@ class Env {
   uint32_t logs_ = 0;
   uint32_t ids_ = 0;
   uint32_t headers_set_ = 0;
+  uint32_t spark_reads_ = 0, spark_writes_ = 0;
 };
 
 // The HostCall given to compile(): forwards to Env::dispatch.

@@ -1,5 +1,8 @@
 #include "handlers/flare/wasm/wasm_flare.hpp"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -112,11 +115,31 @@ std::shared_ptr<Flare> make_flare(std::string name, std::shared_ptr<Module> modu
   return std::make_shared<WasmFlare>(std::move(name), std::move(module), std::move(policy));
 }
 
+// spark.dir, or $HOME/.ember/spark, or $TMPDIR/ember-spark-<uid>.
+std::string spark_dir(const SparkSettings& s) {
+  if (!s.dir.empty()) return s.dir;
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.ember/spark";
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-spark-" + std::to_string(getuid());
+}
+
 Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
   EngineOptions options = engine_options(config.wasm);
   std::map<std::string, std::shared_ptr<Module>> modules;  // by file: compiled once
+  std::shared_ptr<SparkStore> spark;                       // opened with the first Wasm route
   for (RouteConfig& r : config.routes) {
     if (r.wasm.empty()) continue;
+    if (!spark) {
+      SparkOptions so;
+      so.dir = spark_dir(config.spark);
+      so.max_size = config.spark.max_size;
+      so.max_value = config.spark.max_value;
+      so.max_keys_per_site = config.spark.max_keys_per_site;
+      auto opened = SparkStore::open(std::move(so));
+      if (!opened) return Error(config.origin + ": " + opened.error().message);
+      spark = std::move(*opened);
+    }
     auto& module = modules[r.wasm];
     if (!module) {
       auto loaded = load_module(r.wasm, options);
@@ -125,6 +148,12 @@ Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
       module = std::move(*loaded);
     }
     FlarePolicy policy;
+    policy.site = r.host;
+    policy.spark = spark;
+    policy.spark_reads = config.spark.reads_per_invocation;
+    policy.spark_writes = config.spark.writes_per_invocation;
+    for (const std::string& cap : r.capabilities)
+      if (cap == "writes_spark_kv") policy.writes_spark = true;
     for (const std::string& name : r.allowed_secrets) {
       for (const std::string& site : {r.host, std::string("*")}) {  // the site's own wins
         auto s = config.secrets.find(site);
@@ -135,8 +164,10 @@ Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
         }
       }
     }
+    // Flares share a name (and instance pools) only when they are granted the same.
     std::string name = "wasm:" + r.wasm;
-    if (!r.allowed_secrets.empty()) name += "@" + r.host + r.path;
+    if (!r.allowed_secrets.empty() || !r.capabilities.empty() || r.host != "*")
+      name += "@" + r.host + r.path;
     if (!registry.find(name)) registry.add(name, make_flare(name, module, std::move(policy)));
     r.flare = name;
   }

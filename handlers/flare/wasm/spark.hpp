@@ -1,0 +1,81 @@
+// Spark: the per-site key-value store with TTL behind flaron/v1's spark_*
+// imports, kept on disk in LMDB so that it survives restarts.
+//
+// One store per server, shared by every loop: LMDB readers never block, and
+// writers take LMDB's write lock for one short transaction. The file is
+// written without fsync per commit (MDB_NOSYNC): a restart of the process
+// keeps every write, a power loss may lose the last ones; sync() (called when
+// the server drains) flushes them.
+//
+// Keys are scoped by site (a route's host). A value is stored with its expiry
+// (ms since the epoch, 0 = none); expired values read as missing and are
+// removed when the site needs room and when the store opens.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ember/error.hpp"
+
+namespace ember::flare::wasm {
+
+struct SparkOptions {
+  std::string dir;                 // LMDB environment directory (created)
+  uint64_t max_size = 1ull << 30;  // map size: the most the file may hold
+  size_t max_key = 512;            // bytes
+  size_t max_value = 64 * 1024;    // bytes
+  uint64_t max_keys_per_site = 100'000;
+  uint32_t max_ttl = 10u * 365 * 86'400;  // seconds
+};
+
+// Spark statuses of flaron/v1 §7.1.
+enum SparkStatus : int {
+  spark_ok = 0,
+  spark_invalid_ttl = 1,
+  spark_too_large = 2,
+  spark_write_limit = 3,
+  spark_quota = 4,
+  spark_unavailable = 5,
+  spark_internal = 6,
+  spark_read_limit = 7,
+  spark_bad_key = 8,
+  spark_no_capability = 9,
+};
+
+class SparkStore {
+ public:
+  static Result<std::unique_ptr<SparkStore>> open(SparkOptions options);
+  ~SparkStore();
+  SparkStore(const SparkStore&) = delete;
+  SparkStore& operator=(const SparkStore&) = delete;
+
+  struct Value {
+    std::string data;
+    uint32_t ttl_left = 0;  // seconds, rounded up; 0 = no expiry
+  };
+  // Missing, expired and unreadable keys are all nullopt.
+  std::optional<Value> get(std::string_view site, std::string_view key, uint64_t now_ms);
+  // ttl 0 = no expiry.
+  SparkStatus set(std::string_view site, std::string_view key, std::string_view value,
+                  int64_t ttl_seconds, uint64_t now_ms);
+  void remove(std::string_view site, std::string_view key);
+  // Live keys of the site, in order, at most `max`.
+  std::vector<std::string> list(std::string_view site, uint64_t now_ms, size_t max);
+  void sync();
+
+  const SparkOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Lmdb;
+  explicit SparkStore(SparkOptions options);
+  bool valid_key(std::string_view key) const noexcept;
+  size_t purge_expired(void* txn, std::string_view site, uint64_t now_ms);
+  SparkOptions options_;
+  std::unique_ptr<Lmdb> db_;
+};
+
+}  // namespace ember::flare::wasm

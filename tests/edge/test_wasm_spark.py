@@ -1,0 +1,143 @@
+"""Spark, the on-disk per-site KV store of Wasm flares, through real HTTP
+requests to tests/edge/wasm/spark.wat: get/set/delete/list with the
+flaron/v1 payloads and statuses, TTL expiry, the writes_spark_kv capability,
+site isolation, limits (key, value, quota), and persistence across a
+restart of `ember serve`.
+"""
+
+import json
+import os
+import struct
+import subprocess
+import time
+
+import pytest
+
+import edge
+from edge import http_request
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm")
+
+
+@pytest.fixture(scope="module")
+def module_path(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("spark") / "spark.wasm")
+    subprocess.run(["wat2wasm", os.path.join(HERE, "spark.wat"), "-o", out], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spark_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("spark-store"))
+
+
+def start(start_server, module_path, spark_dir):
+    routes = [("/rw", module_path, "capabilities: [writes_spark_kv]"),
+              ("/ro", module_path),
+              ("/rw", module_path, 'host: other.test, capabilities: [writes_spark_kv]')]
+    extra = ("spark:\n  dir: %s\n  max_value: 1k\n  max_keys_per_site: 5\n" % spark_dir)
+    return start_server(tls=False, wasm_routes=routes, extra_config=extra)
+
+
+@pytest.fixture(scope="module")
+def server(start_server, module_path, spark_dir):
+    return start(start_server, module_path, spark_dir)
+
+
+def op(server, what, body=b"", path="/rw", host="t", **headers):
+    headers = {"X-Op": what, **{k.replace("_", "-"): v for k, v in headers.items()}}
+    return http_request(server, path, body=body, headers=headers, host=host)
+
+
+def set_(server, key, value, ttl=None, **kw):
+    h = {"x_key": key}
+    if ttl is not None:
+        h["x_ttl"] = str(ttl)
+    return op(server, "set", value, **h, **kw)[0] - 200  # the Spark status
+
+
+def get(server, key, **kw):
+    status, _, payload = op(server, "get", key.encode(), **kw)
+    if status == 404:
+        return None
+    assert status == 200 and len(payload) >= 4
+    return struct.unpack("<I", payload[:4])[0], payload[4:]
+
+
+def clear(server, **kw):
+    for key in json.loads(op(server, "list", **kw)[2] or b"[]"):
+        op(server, "delete", key.encode(), **kw)
+
+
+def test_set_get_delete_and_list(server):
+    clear(server)
+    assert set_(server, "colour", b"blue") == 0
+    assert get(server, "colour") == (0, b"blue")  # TTL 0: no expiry
+    assert set_(server, "colour", b"green") == 0  # overwrite
+    assert set_(server, "binary", bytes(range(256)) * 3) == 0
+    assert get(server, "colour") == (0, b"green")
+    assert get(server, "binary")[1] == bytes(range(256)) * 3
+    assert json.loads(op(server, "list")[2]) == ["binary", "colour"]
+    op(server, "delete", b"colour")
+    assert get(server, "colour") is None
+    assert json.loads(op(server, "list")[2]) == ["binary"]
+    assert get(server, "never-set") is None
+
+
+def test_values_expire_after_their_ttl(server):
+    clear(server)
+    assert set_(server, "short", b"soon gone", ttl=2) == 0
+    ttl, value = get(server, "short")
+    assert value == b"soon gone" and 1 <= ttl <= 2
+    time.sleep(2.2)
+    assert get(server, "short") is None
+    assert "short" not in json.loads(op(server, "list")[2])
+
+
+def test_writes_need_the_capability(server):
+    clear(server)
+    assert set_(server, "k", b"v") == 0
+    assert set_(server, "k", b"other", path="/ro") == 9  # no write capability
+    op(server, "delete", b"k", path="/ro")
+    assert get(server, "k", path="/ro") == (0, b"v")  # reads are allowed
+
+
+def test_sites_do_not_see_each_other(server):
+    clear(server)
+    clear(server, host="other.test")
+    assert set_(server, "shared-name", b"site one") == 0
+    assert get(server, "shared-name", host="other.test") is None
+    assert set_(server, "shared-name", b"site two", host="other.test") == 0
+    assert get(server, "shared-name") == (0, b"site one")
+    assert get(server, "shared-name", host="other.test") == (0, b"site two")
+
+
+def test_limits_answer_their_statuses(server):
+    clear(server)
+    assert set_(server, "", b"v") == 8  # bad key
+    assert set_(server, "k" * 513, b"v") == 8
+    assert set_(server, "big", b"x" * 1025) == 2  # too large (max_value 1k)
+    assert set_(server, "k", b"v", ttl=4294967295) == 1  # a negative TTL is invalid
+    for i in range(4):
+        assert set_(server, "q%d" % i, b"v", ttl=(1 if i == 0 else None)) == 0
+    assert set_(server, "q4", b"v") == 0  # the fifth key
+    assert set_(server, "q5", b"v") == 4  # quota: five keys per site
+    assert set_(server, "q4", b"overwrite") == 0  # an existing key still takes writes
+    time.sleep(1.2)  # q0 expires: its room comes back
+    assert set_(server, "q5", b"v") == 0
+    assert op(server, "pull")[0] == 205  # one node: nothing to pull from (-5)
+
+
+def test_values_survive_a_restart(start_server, module_path, tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("spark-restart"))
+    first = start(start_server, module_path, store)
+    assert set_(first, "kept", b"across restarts") == 0
+    assert set_(first, "brief", b"x", ttl=1) == 0
+    assert edge.stop_and_check(first) is None
+    first.stopped_by_test = True
+    time.sleep(1.1)
+    second = start(start_server, module_path, store)
+    assert get(second, "kept") == (0, b"across restarts")
+    assert get(second, "brief") is None
+    assert json.loads(op(second, "list")[2]) == ["kept"]
