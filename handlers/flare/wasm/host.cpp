@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/log.hpp"
+#include "protocols/websocket/frame.hpp"
+#include "protocols/websocket/utf8.hpp"
 
 namespace ember::flare::wasm {
 namespace {
@@ -412,6 +414,15 @@ Result<void> Env::create() {
 
 void Env::bind(Context& ctx) noexcept {
   ctx_ = &ctx;
+  begin();
+}
+
+void Env::bind(WsContext& ws) noexcept {
+  ws_ = &ws;
+  begin();
+}
+
+void Env::begin() noexcept {
   calls_ = logs_ = ids_ = headers_set_ = spark_reads_ = spark_writes_ = 0;
   exception = nullptr;
   error.clear();
@@ -737,10 +748,37 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case plasma_delete:
       *r = 1;  // Plasma not available
       return 0;
-    case ws_send:
-      *r = 1;  // no WebSocket connection in an HTTP invocation
+    case ws_send: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      // No text/binary flag in flaron/v1: valid UTF-8 goes as text, the rest
+      // as binary. Sends fail outside a WebSocket event and during close.
+      bool ok = ws_ && ws_->event() != WsEventType::close &&
+                ws_->channel().send(Bytes::copy(v), websocket::valid_utf8(v));
+      *r = ok ? 0 : 1;
       return 0;
-    default:  // beam_fetch, plasma reads, ws_*: absent
+    }
+    case ws_close_conn:
+      if (ws_) {
+        auto code = static_cast<uint16_t>(i32(0));
+        ws_->close(i32(0) >= 1000 && i32(0) <= 4999 && websocket::valid_close_code(code)
+                       ? code
+                       : websocket::close_code::normal);
+      }
+      return 0;
+    case ws_conn_id:
+      return ws_ ? give(std::to_string(ws_->connection_id()), r) : 0;
+    case ws_event_type:
+      if (!ws_) return 0;
+      return give(ws_->event() == WsEventType::open      ? "open"
+                  : ws_->event() == WsEventType::message ? "message"
+                                                         : "close",
+                  r);
+    case ws_event_data:
+      return ws_ && ws_->event() == WsEventType::message ? give(ws_->data().view(), r) : 0;
+    case ws_close_code:
+      *r = ws_ && ws_->event() == WsEventType::close ? ws_->close_code() : 0;
+      return 0;
+    default:  // beam_fetch, plasma reads: absent
       return 0;
   }
 }

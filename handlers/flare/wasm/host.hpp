@@ -39,9 +39,13 @@ class Env {
   // inside a guard.
   Result<void> create();
 
-  // Binds an HTTP invocation; unbind() forgets it.
+  // Binds an HTTP invocation or a WebSocket event; unbind() forgets it.
   void bind(Context& ctx) noexcept;
-  void unbind() noexcept { ctx_ = nullptr; }
+  void bind(WsContext& ws) noexcept;
+  void unbind() noexcept {
+    ctx_ = nullptr;
+    ws_ = nullptr;
+  }
 
   // The dispatcher behind every import (never throws, never longjmps).
   int dispatch(int import, const uint64_t* args, uint64_t* result) noexcept;
@@ -67,7 +71,10 @@ class Env {
   int give(std::string_view data, uint64_t* result);
   int fail(std::string message);
 
+  void begin() noexcept;  // what every invocation starts with
+
   Context* ctx_ = nullptr;
+  WsContext* ws_ = nullptr;
   std::chrono::steady_clock::time_point deadline_{};
   uint32_t calls_ = 0;
   uint32_t logs_ = 0;

@@ -32,8 +32,43 @@ class WasmFlare final : public Flare {
       ctx.response.set_body(std::string_view("this flare speaks WebSocket\n"));
       return Action::respond;
     }
-    // Each loop only touches its own pool: no locking.
-    auto& pool = pools_[ctx.loop_index() % kMaxLoops];
+    uint64_t ret =
+        invoke(ctx.loop_index(), Module::handle_request, [&ctx](Env& env) { env.bind(ctx); });
+    switch (ret >> 32) {
+      case 1:
+        return Action::respond;
+      case 2:
+        return Action::transform;
+      case 3:
+        return Action::passthrough;
+      default:
+        throw std::runtime_error("wasm flare '" + name_ + "' returned action " +
+                                 std::to_string(ret >> 32) +
+                                 " (flaron/v1 knows 1 respond, 2 transform, 3 passthrough)");
+    }
+  }
+
+  bool accepts_websocket() const noexcept override { return module_->info().websocket; }
+  void ws_open(WsContext& ws) override { ws_event(ws, Module::ws_open); }
+  void ws_message(WsContext& ws) override { ws_event(ws, Module::ws_message); }
+  void ws_close(WsContext& ws) override { ws_event(ws, Module::ws_close); }
+
+ private:
+  // A non-zero answer is undefined by flaron/v1: like a trap, it closes the
+  // connection with 1011 (the WebSocket connection does that for exceptions).
+  void ws_event(WsContext& ws, Module::Entry entry) {
+    uint64_t ret = invoke(ws.loop_index(), entry, [&ws](Env& env) { env.bind(ws); });
+    if (static_cast<uint32_t>(ret) != 0)
+      throw std::runtime_error("wasm flare '" + name_ + "' answered " +
+                               std::to_string(static_cast<int32_t>(ret)) +
+                               " to a WebSocket event (0 expected)");
+  }
+
+  // Runs `entry` on an instance of this loop's pool (each loop touches only
+  // its own: no locking). A trap throws, and the instance is thrown away.
+  template <class Bind>
+  uint64_t invoke(unsigned loop_index, Module::Entry entry, Bind bind) {
+    auto& pool = pools_[loop_index % kMaxLoops];
     std::unique_ptr<Env> env;
     if (!pool.empty()) {
       env = std::move(pool.back());
@@ -43,9 +78,9 @@ class WasmFlare final : public Flare {
       if (auto created = env->create(); !created)
         throw std::runtime_error("wasm flare '" + name_ + "': " + created.error().message);
     }
-    env->bind(ctx);
+    bind(*env);
     uint64_t ret = 0;
-    int trap = guarded_call(*module_, env->instance, env.get(), Module::handle_request, 0, &ret);
+    int trap = guarded_call(*module_, env->instance, env.get(), entry, 0, &ret);
     env->unbind();
     if (trap) {
       if (module_->fuel(env->instance, 0, 0) < 0) trap = trap_fuel;
@@ -64,21 +99,9 @@ class WasmFlare final : public Flare {
     std::string detail = env->error;
     if (pool.size() < kPoolPerLoop) pool.push_back(std::move(env));
     if (bad_status) throw std::runtime_error("wasm flare '" + name_ + "': " + detail);
-    switch (ret >> 32) {
-      case 1:
-        return Action::respond;
-      case 2:
-        return Action::transform;
-      case 3:
-        return Action::passthrough;
-      default:
-        throw std::runtime_error("wasm flare '" + name_ + "' returned action " +
-                                 std::to_string(ret >> 32) +
-                                 " (flaron/v1 knows 1 respond, 2 transform, 3 passthrough)");
-    }
+    return ret;
   }
 
- private:
   std::string name_;
   std::shared_ptr<Module> module_;
   FlarePolicy policy_;

@@ -1,0 +1,75 @@
+;; A WebSocket flare. On open it sends "open <connection id>"; each message
+;; is echoed, except "close" (the flare closes with 4000), "trap"
+;; (unreachable: the host closes with 1011), "send-bytes" (it sends the
+;; bytes ff 00, not UTF-8, so they go as a binary message) and "answer-1"
+;; (the handler returns 1). On close it logs "ws flare saw close NNNN" with
+;; log_warn (the test finds it in the server's log) and checks that a send
+;; during close fails.
+(module
+  (import "flaron/v1" "ws_send" (func $send (param i32 i32) (result i32)))
+  (import "flaron/v1" "ws_close_conn" (func $close (param i32)))
+  (import "flaron/v1" "ws_conn_id" (func $conn_id (result i64)))
+  (import "flaron/v1" "ws_event_type" (func $event (result i64)))
+  (import "flaron/v1" "ws_event_data" (func $data (result i64)))
+  (import "flaron/v1" "ws_close_code" (func $close_code (result i32)))
+  (import "flaron/v1" "log_warn" (func $log (param i32 i32)))
+  (memory (export "memory") 6)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 16) "open ")
+  (data (i32.const 32) "close")
+  (data (i32.const 48) "trap")
+  (data (i32.const 64) "send-bytes")
+  (data (i32.const 80) "\ff\00")
+  (data (i32.const 96) "answer-1")
+  (data (i32.const 112) "ws flare saw close 0000")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func $ptr (param i64) (result i32) (i32.wrap_i64 (i64.shr_u (local.get 0) (i64.const 32))))
+  (func $len (param i64) (result i32) (i32.wrap_i64 (local.get 0)))
+  ;; Whether the packed string equals the n bytes at p.
+  (func $is (param $v i64) (param $p i32) (param $n i32) (result i32)
+    (local $i i32) (local $q i32)
+    (if (i32.ne (call $len (local.get $v)) (local.get $n)) (then (return (i32.const 0))))
+    (local.set $q (call $ptr (local.get $v)))
+    (block $differ
+      (loop $next
+        (if (i32.ge_u (local.get $i) (local.get $n)) (then (return (i32.const 1))))
+        (br_if $differ (i32.ne (i32.load8_u (i32.add (local.get $q) (local.get $i)))
+                               (i32.load8_u (i32.add (local.get $p) (local.get $i)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
+  (func (export "ws_open") (result i32)
+    (local $id i64) (local $p i32)
+    (global.set $bump (i32.const 65536))
+    (local.set $id (call $conn_id))
+    ;; "open " + id, built at 1024
+    (i64.store (i32.const 1024) (i64.load (i32.const 16)))
+    (memory.copy (i32.const 1029) (call $ptr (local.get $id)) (call $len (local.get $id)))
+    (drop (call $send (i32.const 1024) (i32.add (i32.const 5) (call $len (local.get $id)))))
+    (i32.const 0))
+  (func (export "ws_message") (result i32)
+    (local $d i64)
+    (global.set $bump (i32.const 65536))
+    (local.set $d (call $data))
+    (if (call $is (local.get $d) (i32.const 32) (i32.const 5))
+      (then (call $close (i32.const 4000)) (return (i32.const 0))))
+    (if (call $is (local.get $d) (i32.const 48) (i32.const 4)) (then unreachable))
+    (if (call $is (local.get $d) (i32.const 64) (i32.const 10))
+      (then (drop (call $send (i32.const 80) (i32.const 2))) (return (i32.const 0))))
+    (if (call $is (local.get $d) (i32.const 96) (i32.const 8)) (then (return (i32.const 1))))
+    (drop (call $send (call $ptr (local.get $d)) (call $len (local.get $d))))
+    (i32.const 0))
+  (func (export "ws_close") (result i32)
+    (local $code i32)
+    (local.set $code (call $close_code))
+    ;; the four digits of the code into "ws flare saw close 0000"
+    (i32.store8 (i32.const 131) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $code) (i32.const 1000)) (i32.const 10))))
+    (i32.store8 (i32.const 132) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $code) (i32.const 100)) (i32.const 10))))
+    (i32.store8 (i32.const 133) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $code) (i32.const 10)) (i32.const 10))))
+    (i32.store8 (i32.const 134) (i32.add (i32.const 48) (i32.rem_u (local.get $code) (i32.const 10))))
+    (call $log (i32.const 112) (i32.const 23))
+    ;; sending during close fails
+    (if (i32.eqz (call $send (i32.const 32) (i32.const 5))) (then unreachable))
+    (i32.const 0)))
