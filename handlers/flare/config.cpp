@@ -145,10 +145,10 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   ServerConfig c;
   c.origin = o;
   if (!root.IsDefined() || root.IsNull()) return c;
-  check_keys(
-      o, root,
-      {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets", "spark"},
-      "the file");
+  check_keys(o, root,
+             {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets",
+              "spark", "plasma"},
+             "the file");
   if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
   if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
   if (root["log"]) c.log = scalar(o, root["log"], "log");
@@ -181,6 +181,16 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
           number(o, sp["writes_per_invocation"], "writes_per_invocation", 1'000'000));
     if (k.max_size < (1u << 20)) fail(o, sp["max_size"], "'max_size' must be at least 1m");
     if (k.max_value > (16u << 20)) fail(o, sp["max_value"], "'max_value' must be at most 16m");
+  }
+  if (const YAML::Node& pl = root["plasma"]) {
+    check_keys(o, pl, {"node_id", "max_value", "writes_per_invocation"}, "plasma");
+    if (pl["node_id"]) c.plasma.node_id = number(o, pl["node_id"], "node_id", UINT64_MAX);
+    if (pl["max_value"]) c.plasma.max_value = byte_size(o, pl["max_value"], "max_value");
+    if (pl["writes_per_invocation"])
+      c.plasma.writes_per_invocation = static_cast<uint32_t>(
+          number(o, pl["writes_per_invocation"], "writes_per_invocation", 1'000'000));
+    if (c.plasma.max_value > (16u << 20))
+      fail(o, pl["max_value"], "'max_value' must be at most 16m");
   }
   if (const YAML::Node& sec = root["secrets"]) {
     if (!sec.IsMap())

@@ -66,6 +66,13 @@ struct SparkSettings {
   uint32_t writes_per_invocation = 100;   // then spark_set answers 3 (write limit)
 };
 
+// `plasma:` in the config: the CRDT store of Wasm flares (in spark's file).
+struct PlasmaSettings {
+  uint64_t node_id = 0;  // this node in the CRDTs; 0: derived from the host name
+  uint64_t max_value = 64 * 1024;
+  uint32_t writes_per_invocation = 100;  // then writes answer 2 (write limit)
+};
+
 // Every limit has a default and a key of the same name under `limits:`.
 struct Limits {
   size_t arena_size = kDefaultArenaSize;  // per invocation
@@ -93,6 +100,7 @@ struct ServerConfig {
   Limits limits;
   WasmSettings wasm;
   SparkSettings spark;
+  PlasmaSettings plasma;
   // `secrets:` per site (a route's host, or "*" for every site): name to
   // value. Values are read when the config loads and are never logged.
   std::map<std::string, std::map<std::string, std::string>> secrets;

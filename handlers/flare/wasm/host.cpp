@@ -28,12 +28,6 @@ constexpr uint32_t kMaxIds = 10'000;      // ID and random calls per invocation
 constexpr uint32_t kMaxHeadersSet = 100;  // response headers per invocation
 constexpr size_t kMaxListed = 1'000;      // keys in a spark_list answer
 
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 enum Import : int {
   req_method,
   req_url,
@@ -423,7 +417,7 @@ void Env::bind(WsContext& ws) noexcept {
 }
 
 void Env::begin() noexcept {
-  calls_ = logs_ = ids_ = headers_set_ = spark_reads_ = spark_writes_ = 0;
+  calls_ = logs_ = ids_ = headers_set_ = spark_reads_ = spark_writes_ = plasma_writes_ = 0;
   exception = nullptr;
   error.clear();
   bad_status = false;
@@ -498,11 +492,19 @@ int Env::dispatch(int import, const uint64_t* args, uint64_t* result) noexcept {
   }
 }
 
+// 0 when this invocation may write to plasma now, else the status to answer.
+uint32_t Env::plasma_write_status() {
+  if (!policy.plasma) return plasma_unavailable;
+  if (!policy.writes_plasma) return plasma_no_capability;
+  if (++plasma_writes_ > policy.plasma_writes) return plasma_write_limit;
+  return 0;
+}
+
 uint32_t Env::spark_set_status(std::string_view key, std::string_view value, int32_t ttl) {
   if (!policy.spark) return spark_unavailable;
   if (!policy.writes_spark) return spark_no_capability;
   if (++spark_writes_ > policy.spark_writes) return spark_write_limit;
-  return policy.spark->set(policy.site, key, value, ttl, wall_ms());
+  return policy.spark->set(policy.site, key, value, ttl, wall_clock_ms());
 }
 
 // The crypto imports keyed by a secret's name (spec 6.5): JSON in, a string
@@ -718,7 +720,7 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case spark_get: {
       if ((t = view(u32(0), u32(1), &v))) return t;
       if (!policy.spark || ++spark_reads_ > policy.spark_reads) return 0;
-      auto got = policy.spark->get(policy.site, v, wall_ms());
+      auto got = policy.spark->get(policy.site, v, wall_clock_ms());
       if (!got) return 0;
       std::string payload(4, '\0');  // u32 LE seconds left (0: no expiry), then the value
       for (int i = 0; i < 4; ++i)
@@ -739,15 +741,49 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       return 0;
     case spark_list: {
       if (!policy.spark || ++spark_reads_ > policy.spark_reads) return 0;
-      return give(json(policy.spark->list(policy.site, wall_ms(), kMaxListed)).dump(), r);
+      return give(json(policy.spark->list(policy.site, wall_clock_ms(), kMaxListed)).dump(), r);
     }
     case spark_pull:  // one node: there is no other node to pull from
       *r = static_cast<uint32_t>(-spark_unavailable);
       return 0;
-    case plasma_set:
-    case plasma_delete:
-      *r = 1;  // Plasma not available
+    case plasma_get: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      if (!policy.plasma) return 0;
+      auto got = policy.plasma->get(policy.site, v);
+      return got ? give(*got, r) : 0;
+    }
+    case plasma_set: {
+      std::string_view value;
+      if ((t = view(u32(0), u32(1), &v)) || (t = view(u32(2), u32(3), &value))) return t;
+      uint32_t st = plasma_write_status();
+      *r = st ? st : static_cast<uint32_t>(policy.plasma->set(policy.site, v, value));
       return 0;
+    }
+    case plasma_delete: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      uint32_t st = plasma_write_status();
+      *r = st ? st : static_cast<uint32_t>(policy.plasma->remove(policy.site, v));
+      return 0;
+    }
+    case plasma_increment:
+    case plasma_decrement: {
+      if ((t = view(u32(0), u32(1), &v))) return t;
+      auto delta = static_cast<int64_t>(a[2]);
+      if (plasma_write_status() != 0) return 0;
+      if (import == plasma_decrement) {
+        if (delta == INT64_MIN) return 0;
+        delta = -delta;
+      }
+      auto value = policy.plasma->add(policy.site, v, delta);
+      if (!value) return 0;
+      std::string le(8, '\0');  // the new value, i64 little-endian
+      for (int i = 0; i < 8; ++i)
+        le[i] = static_cast<char>((static_cast<uint64_t>(*value) >> (8 * i)) & 0xff);
+      return give(le, r);
+    }
+    case plasma_list:
+      if (!policy.plasma) return 0;
+      return give(json(policy.plasma->list(policy.site, kMaxListed)).dump(), r);
     case ws_send: {
       if ((t = view(u32(0), u32(1), &v))) return t;
       // No text/binary flag in flaron/v1: valid UTF-8 goes as text, the rest
@@ -778,7 +814,7 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case ws_close_code:
       *r = ws_ && ws_->event() == WsEventType::close ? ws_->close_code() : 0;
       return 0;
-    default:  // beam_fetch, plasma reads: absent
+    default:  // beam_fetch: absent
       return 0;
   }
 }

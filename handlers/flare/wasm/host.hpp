@@ -12,6 +12,7 @@
 
 #include "ember/flare.hpp"
 #include "handlers/flare/wasm/engine.hpp"
+#include "handlers/flare/wasm/plasma.hpp"
 #include "handlers/flare/wasm/spark.hpp"
 
 namespace ember::flare::wasm {
@@ -25,6 +26,9 @@ struct FlarePolicy {
   std::shared_ptr<SparkStore> spark;                 // null: spark answers "not available"
   uint32_t spark_reads = 1'000, spark_writes = 100;  // per invocation
   bool writes_spark = false;
+  std::shared_ptr<PlasmaStore> plasma;  // null: plasma answers "not available"
+  uint32_t plasma_writes = 100;         // per invocation
+  bool writes_plasma = false;
 };
 
 class Env {
@@ -63,6 +67,7 @@ class Env {
   int call(int import, const uint64_t* a, uint64_t* r);
   int keyed_crypto(int import, const std::string& arg, uint64_t* r);
   uint32_t spark_set_status(std::string_view key, std::string_view value, int32_t ttl);
+  uint32_t plasma_write_status();
   // (ptr, len) as bytes of guest memory; ptr 0 is empty. trap_host_bounds
   // when out of range. The view dies at the next alloc.
   int view(uint64_t ptr, uint64_t len, std::string_view* out);
@@ -80,7 +85,7 @@ class Env {
   uint32_t logs_ = 0;
   uint32_t ids_ = 0;
   uint32_t headers_set_ = 0;
-  uint32_t spark_reads_ = 0, spark_writes_ = 0;
+  uint32_t spark_reads_ = 0, spark_writes_ = 0, plasma_writes_ = 0;
 };
 
 // The HostCall given to compile(): forwards to Env::dispatch.

@@ -3,6 +3,7 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -14,15 +15,8 @@ namespace {
 
 constexpr const char* kLog = "ember.spark";
 
-// Records: "data" maps site NUL key to expiry (u64 LE, ms; 0 = none) + value;
-// "count" maps site to its number of records (u64 LE).
-std::string record_key(std::string_view site, std::string_view key) {
-  std::string k;
-  k.reserve(site.size() + 1 + key.size());
-  k.append(site).push_back('\0');
-  k.append(key);
-  return k;
-}
+// Records: "data" maps scoped_key(site, key) to expiry (u64 LE, ms; 0 =
+// none) + value; "count" maps site to its number of records (u64 LE).
 
 MDB_val val(std::string_view s) {
   return MDB_val{s.size(), const_cast<char*>(s.data())};
@@ -102,6 +96,20 @@ struct SparkStore::Lmdb {
   }
 };
 
+uint64_t wall_clock_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+std::string scoped_key(std::string_view site, std::string_view key) {
+  std::string k;
+  k.reserve(site.size() + 1 + key.size());
+  k.append(site).push_back('\0');
+  k.append(key);
+  return k;
+}
+
 SparkStore::SparkStore(SparkOptions options) : options_(std::move(options)) {}
 SparkStore::~SparkStore() {
   sync();
@@ -124,7 +132,7 @@ Result<std::unique_ptr<SparkStore>> SparkStore::open(SparkOptions options) {
   if (int rc = mdb_env_create(&db.env)) return fail("cannot create the LMDB environment", rc);
   if (int rc = mdb_env_set_mapsize(db.env, s->options_.max_size))
     return fail("cannot set its size", rc);
-  if (int rc = mdb_env_set_maxdbs(db.env, 2)) return fail("cannot set its databases", rc);
+  if (int rc = mdb_env_set_maxdbs(db.env, 3)) return fail("cannot set its databases", rc);
   // Loops read from their own threads: read transactions are not tied to one.
   if (int rc = mdb_env_open(db.env, dir.c_str(), MDB_NOSYNC | MDB_NOTLS, 0600))
     return fail("cannot open it (is another server using it?)", rc);
@@ -136,10 +144,13 @@ Result<std::unique_ptr<SparkStore>> SparkStore::open(SparkOptions options) {
     return fail("cannot open its data", rc);
   if (int rc = mdb_dbi_open(txn.get(), "count", MDB_CREATE, &db.count))
     return fail("cannot open its counts", rc);
+  MDB_dbi plasma = 0;
+  if (int rc = mdb_dbi_open(txn.get(), "plasma", MDB_CREATE, &plasma))
+    return fail("cannot open its plasma records", rc);
+  s->plasma_.env_ = db.env;
+  s->plasma_.dbi_ = plasma;
   if (int rc = mdb_drop(txn.get(), db.count, 0)) return fail("cannot reset its counts", rc);
-  uint64_t now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           std::chrono::system_clock::now().time_since_epoch())
-                                           .count());
+  uint64_t now = wall_clock_ms();
   std::map<std::string, uint64_t> counts;
   size_t dropped = 0;
   MDB_cursor* cur = nullptr;
@@ -173,7 +184,7 @@ std::optional<SparkStore::Value> SparkStore::get(std::string_view site, std::str
   if (!valid_key(key)) return std::nullopt;
   Txn txn(db_->env, false);
   if (txn.error()) return std::nullopt;
-  std::string rk = record_key(site, key);
+  std::string rk = scoped_key(site, key);
   MDB_val k = val(rk), v;
   if (mdb_get(txn.get(), db_->data, &k, &v) != 0 || v.mv_size < 8) return std::nullopt;
   uint64_t expiry = load_u64(v.mv_data);
@@ -188,7 +199,7 @@ size_t SparkStore::purge_expired(void* t, std::string_view site, uint64_t now_ms
   auto* txn = static_cast<MDB_txn*>(t);
   MDB_cursor* cur = nullptr;
   if (mdb_cursor_open(txn, db_->data, &cur) != 0) return 0;
-  std::string prefix = record_key(site, {});
+  std::string prefix = scoped_key(site, {});
   MDB_val k = val(prefix), v;
   size_t removed = 0;
   for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
@@ -209,7 +220,7 @@ SparkStatus SparkStore::set(std::string_view site, std::string_view key, std::st
   if (value.size() > options_.max_value) return spark_too_large;
   Txn txn(db_->env, true);
   if (txn.error()) return spark_internal;
-  std::string rk = record_key(site, key);
+  std::string rk = scoped_key(site, key);
   MDB_val k = val(rk), old;
   bool exists = mdb_get(txn.get(), db_->data, &k, &old) == 0;
   uint64_t n = db_->count_of(txn.get(), site);
@@ -237,7 +248,7 @@ void SparkStore::remove(std::string_view site, std::string_view key) {
   if (!valid_key(key)) return;
   Txn txn(db_->env, true);
   if (txn.error()) return;
-  std::string rk = record_key(site, key);
+  std::string rk = scoped_key(site, key);
   MDB_val k = val(rk);
   if (mdb_del(txn.get(), db_->data, &k, nullptr) != 0) return;
   uint64_t n = db_->count_of(txn.get(), site);
@@ -250,7 +261,7 @@ std::vector<std::string> SparkStore::list(std::string_view site, uint64_t now_ms
   if (txn.error()) return keys;
   MDB_cursor* cur = nullptr;
   if (mdb_cursor_open(txn.get(), db_->data, &cur) != 0) return keys;
-  std::string prefix = record_key(site, {});
+  std::string prefix = scoped_key(site, {});
   MDB_val k = val(prefix), v;
   for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && keys.size() < max;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -261,6 +272,41 @@ std::vector<std::string> SparkStore::list(std::string_view site, uint64_t now_ms
   }
   mdb_cursor_close(cur);
   return keys;
+}
+
+std::optional<std::string> KvTable::get(std::string_view key) {
+  Txn txn(static_cast<MDB_env*>(env_), false);
+  if (txn.error()) return std::nullopt;
+  MDB_val k = val(key), v;
+  if (mdb_get(txn.get(), dbi_, &k, &v) != 0) return std::nullopt;
+  return std::string(view(v));
+}
+
+int KvTable::update(std::string_view key, const Change& change) {
+  Txn txn(static_cast<MDB_env*>(env_), true);
+  if (txn.error()) return txn.error();
+  MDB_val k = val(key), v;
+  std::optional<std::string_view> old;
+  if (mdb_get(txn.get(), dbi_, &k, &v) == 0) old = view(v);
+  std::optional<std::string> next = change(old);
+  if (!next) return 0;
+  MDB_val nv = val(*next);
+  int rc = mdb_put(txn.get(), dbi_, &k, &nv, 0);
+  return rc ? rc : txn.commit();
+}
+
+void KvTable::scan(std::string_view prefix,
+                   const std::function<bool(std::string_view, std::string_view)>& fn) {
+  Txn txn(static_cast<MDB_env*>(env_), false);
+  if (txn.error()) return;
+  MDB_cursor* cur = nullptr;
+  if (mdb_cursor_open(txn.get(), dbi_, &cur) != 0) return;
+  MDB_val k = val(prefix), v;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (!view(k).starts_with(prefix) || !fn(view(k), view(v))) break;
+  }
+  mdb_cursor_close(cur);
 }
 
 void SparkStore::sync() {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,32 @@ enum SparkStatus : int {
   spark_no_capability = 9,
 };
 
+// Milliseconds since the epoch (the clock of expiries and plasma writes).
+uint64_t wall_clock_ms();
+
+// The record key of `key` in `site`: site NUL key (keys hold no NUL).
+std::string scoped_key(std::string_view site, std::string_view key);
+
+// Another named database in the store's LMDB environment, for the stores
+// that share its file (plasma). Thread-safe like the store.
+class KvTable {
+ public:
+  std::optional<std::string> get(std::string_view key);
+  // Read-modify-write in one write transaction: `change` sees the current
+  // bytes (nullopt when absent) and returns the new ones (nullopt: leave it).
+  // 0, or an LMDB error code (MDB_MAP_FULL when the file is full).
+  using Change = std::function<std::optional<std::string>(std::optional<std::string_view>)>;
+  int update(std::string_view key, const Change& change);
+  // Records whose key starts with `prefix`, in key order, until fn says stop.
+  void scan(std::string_view prefix,
+            const std::function<bool(std::string_view key, std::string_view value)>& fn);
+
+ private:
+  friend class SparkStore;
+  void* env_ = nullptr;
+  unsigned dbi_ = 0;
+};
+
 class SparkStore {
  public:
   static Result<std::unique_ptr<SparkStore>> open(SparkOptions options);
@@ -66,6 +93,7 @@ class SparkStore {
   // Live keys of the site, in order, at most `max`.
   std::vector<std::string> list(std::string_view site, uint64_t now_ms, size_t max);
   void sync();
+  KvTable& plasma_table() noexcept { return plasma_; }
 
   const SparkOptions& options() const noexcept { return options_; }
 
@@ -76,6 +104,7 @@ class SparkStore {
   size_t purge_expired(void* txn, std::string_view site, uint64_t now_ms);
   SparkOptions options_;
   std::unique_ptr<Lmdb> db_;
+  KvTable plasma_;
 };
 
 }  // namespace ember::flare::wasm

@@ -147,10 +147,22 @@ std::string spark_dir(const SparkSettings& s) {
   return std::string(tmp && *tmp ? tmp : "/tmp") + "/ember-spark-" + std::to_string(getuid());
 }
 
+// plasma.node_id, or a hash of the host name (FNV-1a; never 0).
+uint64_t plasma_node_id(const PlasmaSettings& s) {
+  if (s.node_id) return s.node_id;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  uint64_t h = 1469598103934665603ull;
+  for (const char* p = host; *p; ++p)
+    h = (h ^ static_cast<unsigned char>(*p)) * 1099511628211ull;
+  return h ? h : 1;
+}
+
 Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
   EngineOptions options = engine_options(config.wasm);
   std::map<std::string, std::shared_ptr<Module>> modules;  // by file: compiled once
   std::shared_ptr<SparkStore> spark;                       // opened with the first Wasm route
+  std::shared_ptr<PlasmaStore> plasma;
   for (RouteConfig& r : config.routes) {
     if (r.wasm.empty()) continue;
     if (!spark) {
@@ -162,6 +174,8 @@ Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
       auto opened = SparkStore::open(std::move(so));
       if (!opened) return Error(config.origin + ": " + opened.error().message);
       spark = std::move(*opened);
+      plasma = std::make_shared<PlasmaStore>(*spark, plasma_node_id(config.plasma), 512,
+                                             config.plasma.max_value);
     }
     auto& module = modules[r.wasm];
     if (!module) {
@@ -175,8 +189,12 @@ Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
     policy.spark = spark;
     policy.spark_reads = config.spark.reads_per_invocation;
     policy.spark_writes = config.spark.writes_per_invocation;
-    for (const std::string& cap : r.capabilities)
+    policy.plasma = plasma;
+    policy.plasma_writes = config.plasma.writes_per_invocation;
+    for (const std::string& cap : r.capabilities) {
       if (cap == "writes_spark_kv") policy.writes_spark = true;
+      if (cap == "writes_plasma_kv") policy.writes_plasma = true;
+    }
     for (const std::string& name : r.allowed_secrets) {
       for (const std::string& site : {r.host, std::string("*")}) {  // the site's own wins
         auto s = config.secrets.find(site);
