@@ -11,8 +11,8 @@ packages=(
   libuv1-dev libprotobuf-dev protobuf-compiler libnghttp2-dev libssl-dev
   libmimalloc-dev libwebsockets-dev libyaml-cpp-dev zlib1g-dev
   # flame-local's session store; Wasm flares (wasm2c's C++ library and runtime,
-  # LMDB for spark)
-  libsqlite3-dev wabt liblmdb-dev
+  # LMDB for spark and plasma, wasm-ld for the example flares in C)
+  libsqlite3-dev wabt liblmdb-dev lld-14
   # tests: GoogleTest and the independent peers
   libgtest-dev googletest libgrpc++-dev protobuf-compiler-grpc
   python3-grpcio python3-protobuf nghttp2-client curl
