@@ -37,9 +37,12 @@ EMBER_FLARON(req_url) int64_t flaron_req_url(void);
 EMBER_FLARON(req_header_get) int64_t flaron_req_header_get(const char* name, uint32_t name_len);
 EMBER_FLARON(req_body) int64_t flaron_req_body(void);
 EMBER_FLARON(resp_set_status) void flaron_resp_set_status(int32_t status);
-EMBER_FLARON(resp_header_set) void flaron_resp_header_set(const char* name, uint32_t name_len, const char* value, uint32_t value_len);
+EMBER_FLARON(resp_header_set)
+void flaron_resp_header_set(const char* name, uint32_t name_len, const char* value,
+                            uint32_t value_len);
 EMBER_FLARON(resp_body_set) void flaron_resp_body_set(const void* body, uint32_t len);
-EMBER_FLARON(beam_fetch) int64_t flaron_beam_fetch(const char* url, uint32_t url_len, const char* opts, uint32_t opts_len);
+EMBER_FLARON(beam_fetch)
+int64_t flaron_beam_fetch(const char* url, uint32_t url_len, const char* opts, uint32_t opts_len);
 EMBER_FLARON(log_info) void flaron_log_info(const char* msg, uint32_t len);
 EMBER_FLARON(log_warn) void flaron_log_warn(const char* msg, uint32_t len);
 EMBER_FLARON(log_error) void flaron_log_error(const char* msg, uint32_t len);
@@ -49,12 +52,18 @@ EMBER_FLARON(crypto_sign_jwt) int64_t flaron_crypto_sign_jwt(const char* json, u
 EMBER_FLARON(crypto_encrypt_aes) int64_t flaron_crypto_encrypt_aes(const char* json, uint32_t len);
 EMBER_FLARON(crypto_decrypt_aes) int64_t flaron_crypto_decrypt_aes(const char* json, uint32_t len);
 EMBER_FLARON(crypto_random_bytes) int64_t flaron_crypto_random_bytes(int32_t count);
-EMBER_FLARON(encoding_base64_encode) int64_t flaron_encoding_base64_encode(const void* data, uint32_t len);
-EMBER_FLARON(encoding_base64_decode) int64_t flaron_encoding_base64_decode(const void* data, uint32_t len);
-EMBER_FLARON(encoding_hex_encode) int64_t flaron_encoding_hex_encode(const void* data, uint32_t len);
-EMBER_FLARON(encoding_hex_decode) int64_t flaron_encoding_hex_decode(const void* data, uint32_t len);
-EMBER_FLARON(encoding_url_encode) int64_t flaron_encoding_url_encode(const void* data, uint32_t len);
-EMBER_FLARON(encoding_url_decode) int64_t flaron_encoding_url_decode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_base64_encode)
+int64_t flaron_encoding_base64_encode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_base64_decode)
+int64_t flaron_encoding_base64_decode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_hex_encode)
+int64_t flaron_encoding_hex_encode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_hex_decode)
+int64_t flaron_encoding_hex_decode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_url_encode)
+int64_t flaron_encoding_url_encode(const void* data, uint32_t len);
+EMBER_FLARON(encoding_url_decode)
+int64_t flaron_encoding_url_decode(const void* data, uint32_t len);
 EMBER_FLARON(id_uuid) int64_t flaron_id_uuid(const char* json, uint32_t len);
 EMBER_FLARON(id_ulid) int64_t flaron_id_ulid(void);
 EMBER_FLARON(id_nanoid) int64_t flaron_id_nanoid(int32_t length);
@@ -63,15 +72,22 @@ EMBER_FLARON(id_snowflake) int64_t flaron_id_snowflake(void);
 EMBER_FLARON(snowflake_id) int64_t flaron_snowflake_id(void);
 EMBER_FLARON(timestamp) int64_t flaron_timestamp(const char* json, uint32_t len);
 EMBER_FLARON(spark_get) int64_t flaron_spark_get(const char* key, uint32_t key_len);
-EMBER_FLARON(spark_set) int32_t flaron_spark_set(const char* key, uint32_t key_len, const void* value, uint32_t value_len, int32_t ttl_seconds);
+EMBER_FLARON(spark_set)
+int32_t flaron_spark_set(const char* key, uint32_t key_len, const void* value, uint32_t value_len,
+                         int32_t ttl_seconds);
 EMBER_FLARON(spark_delete) void flaron_spark_delete(const char* key, uint32_t key_len);
 EMBER_FLARON(spark_list) int64_t flaron_spark_list(void);
-EMBER_FLARON(spark_pull) int32_t flaron_spark_pull(const char* origin, uint32_t origin_len, const char* keys_json, uint32_t keys_len);
+EMBER_FLARON(spark_pull)
+int32_t flaron_spark_pull(const char* origin, uint32_t origin_len, const char* keys_json,
+                          uint32_t keys_len);
 EMBER_FLARON(plasma_get) int64_t flaron_plasma_get(const char* key, uint32_t key_len);
-EMBER_FLARON(plasma_set) int32_t flaron_plasma_set(const char* key, uint32_t key_len, const void* value, uint32_t value_len);
+EMBER_FLARON(plasma_set)
+int32_t flaron_plasma_set(const char* key, uint32_t key_len, const void* value, uint32_t value_len);
 EMBER_FLARON(plasma_delete) int32_t flaron_plasma_delete(const char* key, uint32_t key_len);
-EMBER_FLARON(plasma_increment) int64_t flaron_plasma_increment(const char* key, uint32_t key_len, int64_t delta);
-EMBER_FLARON(plasma_decrement) int64_t flaron_plasma_decrement(const char* key, uint32_t key_len, int64_t delta);
+EMBER_FLARON(plasma_increment)
+int64_t flaron_plasma_increment(const char* key, uint32_t key_len, int64_t delta);
+EMBER_FLARON(plasma_decrement)
+int64_t flaron_plasma_decrement(const char* key, uint32_t key_len, int64_t delta);
 EMBER_FLARON(plasma_list) int64_t flaron_plasma_list(void);
 EMBER_FLARON(secret_get) int64_t flaron_secret_get(const char* name, uint32_t len);
 EMBER_FLARON(ws_send) int32_t flaron_ws_send(const void* data, uint32_t len);
@@ -98,7 +114,8 @@ static inline ember_bytes ember_unpack(int64_t packed) {
 
 static inline uint32_t ember_strlen(const char* s) {
   uint32_t n = 0;
-  while (s[n]) ++n;
+  while (s[n])
+    ++n;
   return n;
 }
 
@@ -136,32 +153,32 @@ static inline ember_bytes ember_request_header(const char* name) {
 void* ember_alloc(uint32_t size);
 void ember_arena_reset(void);
 
-#define EMBER_HTTP_FLARE(fn)                                                               \
-  static int64_t fn(void);                                                                 \
+#define EMBER_HTTP_FLARE(fn)                                                                 \
+  static int64_t fn(void);                                                                   \
   __attribute__((export_name("handle_request"))) int64_t ember_export_handle_request(void) { \
-    ember_arena_reset();                                                                   \
-    return fn();                                                                           \
-  }                                                                                        \
+    ember_arena_reset();                                                                     \
+    return fn();                                                                             \
+  }                                                                                          \
   static int64_t fn(void)
 
 /* A WebSocket flare: one function for the three events; event is "open",
  * "message" or "close" (see flaron_ws_event_type). */
-#define EMBER_WS_FLARE(fn)                                                                 \
-  static void fn(ember_bytes event);                                                       \
-  static int32_t ember_ws_event(void) {                                                    \
-    ember_arena_reset();                                                                   \
-    fn(ember_unpack(flaron_ws_event_type()));                                              \
-    return 0;                                                                              \
-  }                                                                                        \
-  __attribute__((export_name("ws_open"))) int32_t ember_export_ws_open(void) {             \
-    return ember_ws_event();                                                               \
-  }                                                                                        \
-  __attribute__((export_name("ws_message"))) int32_t ember_export_ws_message(void) {       \
-    return ember_ws_event();                                                               \
-  }                                                                                        \
-  __attribute__((export_name("ws_close"))) int32_t ember_export_ws_close(void) {           \
-    return ember_ws_event();                                                               \
-  }                                                                                        \
+#define EMBER_WS_FLARE(fn)                                                           \
+  static void fn(ember_bytes event);                                                 \
+  static int32_t ember_ws_event(void) {                                              \
+    ember_arena_reset();                                                             \
+    fn(ember_unpack(flaron_ws_event_type()));                                        \
+    return 0;                                                                        \
+  }                                                                                  \
+  __attribute__((export_name("ws_open"))) int32_t ember_export_ws_open(void) {       \
+    return ember_ws_event();                                                         \
+  }                                                                                  \
+  __attribute__((export_name("ws_message"))) int32_t ember_export_ws_message(void) { \
+    return ember_ws_event();                                                         \
+  }                                                                                  \
+  __attribute__((export_name("ws_close"))) int32_t ember_export_ws_close(void) {     \
+    return ember_ws_event();                                                         \
+  }                                                                                  \
   static void fn(ember_bytes event)
 
 #ifdef EMBER_FLARE_MAIN
@@ -191,13 +208,15 @@ __attribute__((export_name("alloc"))) uint32_t ember_export_alloc(uint32_t size)
 void* memcpy(void* dst, const void* src, size_t n) {
   volatile unsigned char* d = (volatile unsigned char*)dst;
   const unsigned char* s = (const unsigned char*)src;
-  while (n--) *d++ = *s++;
+  while (n--)
+    *d++ = *s++;
   return dst;
 }
 
 void* memset(void* dst, int c, size_t n) {
   volatile unsigned char* d = (volatile unsigned char*)dst;
-  while (n--) *d++ = (unsigned char)c;
+  while (n--)
+    *d++ = (unsigned char)c;
   return dst;
 }
 

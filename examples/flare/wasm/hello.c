@@ -4,7 +4,8 @@
 #include <ember/flare_guest.h>
 
 static char* append(char* out, const char* s, uint32_t n) {
-  for (uint32_t i = 0; i < n; ++i) *out++ = s[i];
+  for (uint32_t i = 0; i < n; ++i)
+    *out++ = s[i];
   return out;
 }
 

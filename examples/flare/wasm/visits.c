@@ -23,7 +23,8 @@ EMBER_HTTP_FLARE(visits) {
     return EMBER_RESPOND;
   }
   int64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | (unsigned char)count.ptr[i];
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | (unsigned char)count.ptr[i];
 
   ember_bytes last = ember_unpack(flaron_spark_get("last-agent", 10));
   ember_bytes agent = ember_request_header("user-agent");
@@ -35,12 +36,16 @@ EMBER_HTTP_FLARE(visits) {
   char* digits = decimal(n, num);
   char* out = body;
   const char* head = "visit #";
-  while (*head) *out++ = *head++;
-  while (digits < num + 21) *out++ = *digits++;
+  while (*head)
+    *out++ = *head++;
+  while (digits < num + 21)
+    *out++ = *digits++;
   if (last.len > 4) { /* spark values start with a 4-byte TTL */
     const char* prev = "; previous visitor: ";
-    while (*prev) *out++ = *prev++;
-    for (uint32_t i = 4; i < last.len; ++i) *out++ = last.ptr[i];
+    while (*prev)
+      *out++ = *prev++;
+    for (uint32_t i = 4; i < last.len; ++i)
+      *out++ = last.ptr[i];
   }
   *out++ = '\n';
   ember_respond(200, body, (uint32_t)(out - body));
