@@ -20,23 +20,26 @@ struct Channel::Call {
 };
 
 // The session's events, routed to the calls by tag (the call id).
+// Null once the channel is gone while its session was still feeding.
 struct Channel::Handler final : ClientHandler {
-  explicit Handler(Channel& c) : channel(c) {}
+  explicit Handler(Channel& c) : channel(&c) {}
   void on_response(uint64_t tag, Status status, std::optional<Bytes> message) override {
-    auto it = channel.calls_.find(tag);
-    if (it != channel.calls_.end())
-      channel.ended(*it->second, std::move(status), std::move(message));
+    if (!channel) return;
+    auto it = channel->calls_.find(tag);
+    if (it != channel->calls_.end())
+      channel->ended(*it->second, std::move(status), std::move(message));
   }
   void on_message(uint64_t tag, Bytes message) override {
-    auto it = channel.calls_.find(tag);
-    if (it == channel.calls_.end() || !it->second->on_message) return;
+    if (!channel) return;
+    auto it = channel->calls_.find(tag);
+    if (it == channel->calls_.end() || !it->second->on_message) return;
     Call* call = it->second.get();
     call->delivering = true;
     call->on_message(std::move(message));
     call->delivering = false;
     if (call->orphaned) delete call;
   }
-  Channel& channel;
+  Channel* channel;
 };
 
 // The connection's handler, owned by the core. It outlives the channel when
@@ -49,6 +52,12 @@ class Channel::Link final : public ConnectionHandler {
   void detach() noexcept {
     channel_ = nullptr;
     if (conn_) conn_->abort();
+  }
+  // The channel is destroyed from a callback of its session's feed(): the
+  // session (and its handler, now inert) stay alive until feed() returns.
+  void adopt(std::unique_ptr<ClientSession> session, std::unique_ptr<Handler> handler) noexcept {
+    adopted_session_ = std::move(session);
+    adopted_handler_ = std::move(handler);
   }
   void want_write() noexcept {
     if (conn_) conn_->want_write();
@@ -71,7 +80,14 @@ class Channel::Link final : public ConnectionHandler {
   }
   void on_data(Connection& conn, const Bytes& data) override {
     if (!channel_ || !failure_.empty()) return;
+    channel_->feeding_ = true;
     Result<void> r = channel_->session_->feed(data);
+    if (!channel_) {  // destroyed by a callback meanwhile
+      adopted_session_.reset();
+      adopted_handler_.reset();
+      return;
+    }
+    channel_->feeding_ = false;
     if (!r) failure_ = r.error().message;  // a GOAWAY is queued: write it, then close
     if (channel_ && (!failure_.empty() || channel_->session_->wants_write())) conn.want_write();
   }
@@ -105,6 +121,8 @@ class Channel::Link final : public ConnectionHandler {
   Channel* channel_;
   Connection* conn_ = nullptr;
   std::string failure_;
+  std::unique_ptr<ClientSession> adopted_session_;
+  std::unique_ptr<Handler> adopted_handler_;
 };
 
 Channel::Channel(Loop& loop, Target target, Options options)
@@ -120,6 +138,10 @@ Channel::Channel(Loop& loop, Target target, Options options)
 Channel::~Channel() {
   for (auto& [id, call] : calls_)
     loop_.cancel(call->deadline);
+  if (link_ && feeding_) {
+    handler_->channel = nullptr;
+    link_->adopt(std::move(session_), std::move(handler_));
+  }
   if (link_) link_->detach();
   // The session frees its calls without calling back.
   session_.reset();

@@ -114,6 +114,7 @@ class Channel {
   std::unique_ptr<Handler> handler_;  // the ClientHandler of sessions
   std::unique_ptr<ClientSession> session_;
   Link* link_ = nullptr;  // the connection's handler (owned by the core)
+  bool feeding_ = false;  // the session is inside feed(): see Link::adopt
   bool open_ = false;     // on_open seen
   uint64_t next_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;

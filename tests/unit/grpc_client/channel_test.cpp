@@ -49,6 +49,21 @@ TEST(GrpcChannel, UnaryErrorCarriesTheStatusAndMessage) {
   EXPECT_EQ(o.status->code, StatusCode::unimplemented);
 }
 
+// flame-run ends its session from a call's callback: the channel (and its
+// session) must survive being destroyed mid-feed.
+TEST(GrpcChannel, DestroyedFromItsOwnCallbackMidFeed) {
+  REQUIRE_PEER();
+  Peer peer;
+  Harness h(Channel::tcp("127.0.0.1", peer.port()));
+  Outcome warm = h.unary("/test.Peer/Echo", "connect first");
+  ASSERT_TRUE(warm.status && warm.status->ok());
+  EXPECT_EQ(h.destroy_from_callback("/test.Peer/Echo"), 1);
+  h.reopen(Channel::tcp("127.0.0.1", peer.port()));
+  Outcome o = h.unary("/test.Peer/Echo", "still serving");
+  ASSERT_TRUE(o.status && o.status->ok()) << o.status->message;
+  EXPECT_EQ(o.unary_message, "still serving");
+}
+
 TEST(GrpcChannel, StreamsAThousandMessagesInOrder) {
   REQUIRE_PEER();
   Peer peer;

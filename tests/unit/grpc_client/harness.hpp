@@ -182,6 +182,32 @@ class Harness {
     return out;
   }
 
+  // Starts two calls and destroys the channel from the first callback,
+  // which runs inside the session's feed(). Returns how many callbacks ran
+  // (the other call is dropped without one).
+  int destroy_from_callback(const std::string& path) {
+    std::promise<void> done;
+    auto callbacks = std::make_shared<int>(0);
+    on_loop([&] {
+      for (int i = 0; i < 2; ++i) {
+        channel_->unary(path, Bytes::copy(std::string_view("x")),
+                        [this, callbacks, &done](Status, std::optional<Bytes>) {
+                          if (++*callbacks > 1) return;
+                          channel_.reset();
+                          done.set_value();
+                        });
+      }
+    });
+    wait(done);
+    int n = 0;
+    on_loop([&] { n = *callbacks; });  // the loop has gone past that feed
+    return n;
+  }
+
+  void reopen(Channel::Target target) {
+    on_loop([&] { channel_ = std::make_unique<Channel>(reactor_.loop(0), std::move(target)); });
+  }
+
   void wait(std::promise<void>& done) {
     // A guard fails the test instead of hanging it.
     if (done.get_future().wait_for(60s) != std::future_status::ready) {
