@@ -136,8 +136,11 @@ Channel::Channel(Loop& loop, Target target, Options options)
 }
 
 Channel::~Channel() {
-  for (auto& [id, call] : calls_)
+  for (auto& [id, call] : calls_) {
     loop_.cancel(call->deadline);
+    // Destroyed from this call's on_message: Handler::on_message frees it.
+    if (call->delivering) call.release()->orphaned = true;
+  }
   if (link_ && feeding_) {
     handler_->channel = nullptr;
     link_->adopt(std::move(session_), std::move(handler_));

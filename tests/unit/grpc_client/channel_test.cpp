@@ -59,6 +59,8 @@ TEST(GrpcChannel, DestroyedFromItsOwnCallbackMidFeed) {
   ASSERT_TRUE(warm.status && warm.status->ok());
   EXPECT_EQ(h.destroy_from_callback("/test.Peer/Echo"), 1);
   h.reopen(Channel::tcp("127.0.0.1", peer.port()));
+  h.destroy_from_stream_message("/test.Peer/Count", "1000");
+  h.reopen(Channel::tcp("127.0.0.1", peer.port()));
   Outcome o = h.unary("/test.Peer/Echo", "still serving");
   ASSERT_TRUE(o.status && o.status->ok()) << o.status->message;
   EXPECT_EQ(o.unary_message, "still serving");

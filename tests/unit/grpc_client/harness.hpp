@@ -204,6 +204,23 @@ class Harness {
     return n;
   }
 
+  // Destroys the channel from a streamed message's callback.
+  void destroy_from_stream_message(const std::string& path, const std::string& request) {
+    std::promise<void> done;
+    on_loop([&] {
+      channel_->server_streaming(
+          path, Bytes::copy(request),
+          [this, &done](Bytes) {
+            if (!channel_) return;
+            channel_.reset();
+            done.set_value();
+          },
+          [](Status) {});
+    });
+    wait(done);
+    on_loop([] {});
+  }
+
   void reopen(Channel::Target target) {
     on_loop([&] { channel_ = std::make_unique<Channel>(reactor_.loop(0), std::move(target)); });
   }
