@@ -349,9 +349,17 @@ def test_bad_exports_and_memory_are_refused_at_deploy_time(tmp_path, wat, messag
     assert re.search(message, out.stderr), out.stderr
 
 
-def test_garbage_is_not_a_module(tmp_path):
+REGRESSION = os.path.join(os.path.dirname(HERE), "..", "fuzz", "corpus", "fuzz_wasm_module",
+                          "regression-unbalanced-end")
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00asm\x01\x00\x00\x00\xff\xff\xff",
+    open(REGRESSION, "rb").read(),  # made libwabt's IR reader abort (fuzz_wasm_module)
+], ids=["garbage", "unbalanced-end"])
+def test_malformed_modules_are_refused_not_fatal(tmp_path, data):
     path = tmp_path / "garbage.wasm"
-    path.write_bytes(b"\x00asm\x01\x00\x00\x00\xff\xff\xff")
+    path.write_bytes(data)
     out = check_config(tmp_path, str(path))
     assert out.returncode == 2 and "not a valid WebAssembly module" in out.stderr, out.stderr
 

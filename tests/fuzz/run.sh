@@ -3,7 +3,8 @@
 #
 #   tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
 #
-# SECONDS per target (default 30). BUILD_DIR (default build-fuzz, relative to
+# SECONDS per target (default 30); targets run in parallel, one per core
+# (FUZZ_JOBS overrides). BUILD_DIR (default build-fuzz, relative to
 # the repository) must hold the fuzz binaries, e.g. from
 #
 #   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DEMBER_BUILD_FUZZ=ON \
@@ -52,8 +53,9 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$build/fuzz-logs"
 
-failed=()
-for t in "${targets[@]}"; do
+# One target: its line of the report, and a FAILED marker in the scratch dir.
+run_one() {
+  local t=$1 options work artifacts log execs cov
   options="$(sed -n 's|^// libfuzzer-options:||p' "$here/$t.cpp" | head -n 1)"
   work="$scratch/$t"
   artifacts="$build/fuzz-artifacts/$t"
@@ -68,10 +70,23 @@ for t in "${targets[@]}"; do
     printf '%-22s ok    %ss  %s runs  %s  corpus %s\n' "$t" "$seconds" "${execs:-?}" \
       "${cov:-cov: ?}" "$(ls "$work" | wc -l)"
   else
-    printf '%-22s FAIL  see %s\n' "$t" "$log"
-    grep -m 5 -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" | sed 's/^/    /' || true
-    failed+=("$t")
+    printf '%-22s FAIL  see %s\n%s\n' "$t" "$log" \
+      "$(grep -m 5 -E 'ERROR|runtime error|SUMMARY|Test unit written' "$log" | sed 's/^/    /')"
+    touch "$scratch/$t.FAILED"
   fi
+}
+
+# As many targets at once as there are cores (FUZZ_JOBS to change it).
+jobs="${FUZZ_JOBS:-$(nproc)}"
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  run_one "$t" &
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+  [ -e "$scratch/$t.FAILED" ] && failed+=("$t")
 done
 
 if [ "${#failed[@]}" -ne 0 ]; then

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "handlers/flare/wasm/interp_check.hpp"
 #include "wabt/binary-reader-ir.h"
 #include "wabt/binary-reader.h"
 #include "wabt/binary-writer.h"
@@ -160,6 +161,12 @@ Result<void> read_module(std::span<const uint8_t> wasm, std::string_view origin,
                          wabt::Module* module) {
   wabt::Errors errors;
   wabt::ReadBinaryOptions opts(features(), nullptr, false, true, false);
+  // The interpreter's reader validates as it reads (types, nesting); the IR
+  // reader asserts on some malformed code (an unbalanced `end`), so it only
+  // sees modules the first one accepted.
+  if (std::string why;
+      !detail::interp_accepts(wasm.data(), wasm.size(), features(), std::string(origin), &why))
+    return Error(std::string(origin) + ": not a valid WebAssembly module: " + why);
   if (wabt::Failed(wabt::ReadBinaryIr(std::string(origin).c_str(), wasm.data(), wasm.size(), opts,
                                       &errors, module)))
     return Error(std::string(origin) + ": not a valid WebAssembly module: " + error_text(errors));
