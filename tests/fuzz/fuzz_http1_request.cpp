@@ -13,6 +13,7 @@
 
 #include "protocols/http1/request_parser.hpp"
 #include "protocols/http1/writer.hpp"
+#include "tests/fuzz/http1_fuzz_input.hpp"
 
 using namespace ember;
 using namespace ember::http1;
@@ -151,40 +152,10 @@ bool same(const Run& a, const Run& b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  static const Limits kLimits[] = {
-      Limits{},
-      Limits{.max_request_line = 32,
-             .max_header_bytes = 128,
-             .max_headers = 4,
-             .max_body = 64,
-             .max_chunk_line = 16},
-      Limits{.max_request_line = 4,
-             .max_header_bytes = 16,
-             .max_headers = 1,
-             .max_body = 0,
-             .max_chunk_line = 1},
-      Limits{.max_request_line = 100,
-             .max_header_bytes = 60,
-             .max_headers = 100,
-             .max_body = UINT64_MAX,
-             .max_chunk_line = 4096},
-  };
-  const Limits& limits = kLimits[data[0] & 3];
-  static const uint32_t kPause[] = {0, 1, 2, 3, 5, 7, 11, 0};
-  uint32_t pause_every = kPause[(data[0] >> 2) & 7];
-  uint32_t seed = data[1] * 2654435761u + 1;
+  const Limits& limits = fuzz::limits(data[0]);
+  uint32_t pause_every = fuzz::pause_every(data[0]);
   Bytes stream = Bytes::copy(std::span(data + 2, size - 2));
-
-  std::vector<Bytes> chunks;
-  size_t spread = size_t{1} << (data[1] % 11);  // chunk sizes up to 1..1024
-  for (size_t at = 0; at < stream.size();) {
-    seed ^= seed << 13;
-    seed ^= seed >> 17;
-    seed ^= seed << 5;
-    size_t n = std::min<size_t>(seed % (spread + 1), stream.size() - at);  // 0 is allowed
-    chunks.push_back(stream.slice(at, n));
-    at += n;
-  }
+  std::vector<Bytes> chunks = fuzz::chunks(stream, data[1]);
   Run whole = run({stream}, limits, pause_every);
   Run split = run(chunks, limits, pause_every);
   if (!same(whole, split)) std::abort();
