@@ -454,73 +454,40 @@ struct BasicProperties {
   bool has(Flag f) const noexcept { return (flags & f) != 0; }
 
   BasicProperties& set_content_type(std::string_view v) noexcept {
-    content_type = v;
-    flags |= kContentType;
-    return *this;
+    return set(content_type, v, kContentType);
   }
   BasicProperties& set_content_encoding(std::string_view v) noexcept {
-    content_encoding = v;
-    flags |= kContentEncoding;
-    return *this;
+    return set(content_encoding, v, kContentEncoding);
   }
-  BasicProperties& set_headers(const TableView& v) noexcept {
-    headers = v;
-    flags |= kHeaders;
-    return *this;
-  }
+  BasicProperties& set_headers(const TableView& v) noexcept { return set(headers, v, kHeaders); }
   BasicProperties& set_delivery_mode(uint8_t v) noexcept {
-    delivery_mode = v;
-    flags |= kDeliveryMode;
-    return *this;
+    return set(delivery_mode, v, kDeliveryMode);
   }
-  BasicProperties& set_priority(uint8_t v) noexcept {
-    priority = v;
-    flags |= kPriority;
-    return *this;
-  }
+  BasicProperties& set_priority(uint8_t v) noexcept { return set(priority, v, kPriority); }
   BasicProperties& set_correlation_id(std::string_view v) noexcept {
-    correlation_id = v;
-    flags |= kCorrelationId;
-    return *this;
+    return set(correlation_id, v, kCorrelationId);
   }
-  BasicProperties& set_reply_to(std::string_view v) noexcept {
-    reply_to = v;
-    flags |= kReplyTo;
-    return *this;
-  }
+  BasicProperties& set_reply_to(std::string_view v) noexcept { return set(reply_to, v, kReplyTo); }
   BasicProperties& set_expiration(std::string_view v) noexcept {
-    expiration = v;
-    flags |= kExpiration;
-    return *this;
+    return set(expiration, v, kExpiration);
   }
   BasicProperties& set_message_id(std::string_view v) noexcept {
-    message_id = v;
-    flags |= kMessageId;
-    return *this;
+    return set(message_id, v, kMessageId);
   }
-  BasicProperties& set_timestamp(uint64_t v) noexcept {
-    timestamp = v;
-    flags |= kTimestamp;
-    return *this;
-  }
-  BasicProperties& set_type(std::string_view v) noexcept {
-    type = v;
-    flags |= kType;
-    return *this;
-  }
-  BasicProperties& set_user_id(std::string_view v) noexcept {
-    user_id = v;
-    flags |= kUserId;
-    return *this;
-  }
-  BasicProperties& set_app_id(std::string_view v) noexcept {
-    app_id = v;
-    flags |= kAppId;
-    return *this;
-  }
+  BasicProperties& set_timestamp(uint64_t v) noexcept { return set(timestamp, v, kTimestamp); }
+  BasicProperties& set_type(std::string_view v) noexcept { return set(type, v, kType); }
+  BasicProperties& set_user_id(std::string_view v) noexcept { return set(user_id, v, kUserId); }
+  BasicProperties& set_app_id(std::string_view v) noexcept { return set(app_id, v, kAppId); }
   BasicProperties& set_cluster_id(std::string_view v) noexcept {
-    cluster_id = v;
-    flags |= kClusterId;
+    return set(cluster_id, v, kClusterId);
+  }
+
+ private:
+  // A setter: the value, and its bit in the property flags.
+  template <class T>
+  BasicProperties& set(T& field, const T& v, uint16_t flag) noexcept {
+    field = v;
+    flags |= flag;
     return *this;
   }
 
