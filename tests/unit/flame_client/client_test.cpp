@@ -2,8 +2,6 @@
 // flame.v1.Frontend in grpcio; flame.yaml/env and ResourceRequirement parsing.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,84 +13,30 @@
 
 #include "ember/flame_client.hpp"
 #include "ember/reactor.hpp"
-
-extern char** environ;
+#include "tests/unit/support/python_peer.hpp"
 
 namespace ember::flame::client {
 namespace {
 
 using namespace std::chrono_literals;
 
-bool services_required() {
-  const char* v = std::getenv("EMBER_REQUIRE_SERVICES");
-  return v && *v && std::string_view(v) != "0";
-}
+using test::run_command;
 
-int run_command(const std::string& cmd) {
-  std::string c = cmd;
-  c.append(" >/dev/null 2>&1");
-  return std::system(c.c_str());
-}
-
-bool have_grpcio() {
-  static const bool ok = run_command("/usr/bin/python3 -c 'import grpc'") == 0;
-  return ok;
-}
-
-#define REQUIRE_PEER()                                                          \
-  do {                                                                          \
-    if (!have_grpcio()) {                                                       \
-      if (services_required()) FAIL() << "/usr/bin/python3 cannot import grpc"; \
-      GTEST_SKIP() << "python3-grpcio not installed";                           \
-    }                                                                           \
-  } while (0)
-
-// frontend_peer.py as a child process; SIGKILLed when destroyed.
-class Peer {
+// frontend_peer.py (flame_pb2 from EMBER_FLAME_PB2_DIR).
+class Peer : public test::PythonPeer {
  public:
-  explicit Peer(std::vector<std::string> extra = {}) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    std::vector<std::string> args = {"/usr/bin/python3", EMBER_FRONTEND_PEER, EMBER_FLAME_PB2_DIR};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc != 0) {
-      pid_ = -1;
-      close(fds[0]);
-      return;
-    }
-    FILE* f = fdopen(fds[0], "r");
-    char line[64] = {};
-    if (f && fgets(line, sizeof line, f)) std::sscanf(line, "PORT %hu", &port_);
-    if (f) fclose(f);
-  }
-  ~Peer() { kill(); }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  uint16_t port() const { return port_; }
+  explicit Peer(std::vector<std::string> extra = {}) : PythonPeer(with_script(std::move(extra))) {}
   std::string endpoint(const char* scheme = "http") const {
     std::string e = scheme;
-    e.append("://127.0.0.1:").append(std::to_string(port_));
+    e.append("://127.0.0.1:").append(std::to_string(port()));
     return e;
   }
 
  private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
+  static std::vector<std::string> with_script(std::vector<std::string> extra) {
+    extra.insert(extra.begin(), {EMBER_FRONTEND_PEER, EMBER_FLAME_PB2_DIR});
+    return extra;
+  }
 };
 
 struct Recorder : TaskInformer {

@@ -6,9 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,77 +24,26 @@
 #include "core/tls.hpp"
 #include "ember/reactor.hpp"
 #include "protocols/grpc/channel.hpp"
-
-extern char** environ;
+#include "tests/unit/support/python_peer.hpp"
 
 namespace ember::grpc::test {
 
 using namespace std::chrono_literals;
 
-inline bool services_required() {
-  const char* v = std::getenv("EMBER_REQUIRE_SERVICES");
-  return v && *v && std::string_view(v) != "0";
-}
+using ember::test::have_grpcio;
+using ember::test::run_command;
+using ember::test::services_required;
 
-inline int run_command(const std::string& cmd) {
-  return std::system((cmd + " >/dev/null 2>&1").c_str());
-}
-
-inline bool have_grpcio() {
-  static const bool ok = run_command("/usr/bin/python3 -c 'import grpc'") == 0;
-  return ok;
-}
-
-#define REQUIRE_PEER()                                                          \
-  do {                                                                          \
-    if (!have_grpcio()) {                                                       \
-      if (services_required()) FAIL() << "/usr/bin/python3 cannot import grpc"; \
-      GTEST_SKIP() << "python3-grpcio not installed";                           \
-    }                                                                           \
-  } while (0)
-
-// The grpcio server as a child process; killed (SIGKILL) when destroyed.
-class Peer {
+// The grpcio server (grpc_peer.py).
+class Peer : public ember::test::PythonPeer {
  public:
-  explicit Peer(std::vector<std::string> extra = {}) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    std::vector<std::string> args = {"/usr/bin/python3", EMBER_GRPC_PEER};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc != 0) {
-      pid_ = -1;
-      close(fds[0]);
-      return;
-    }
-    // "PORT <n>" once it serves (blocking read: the child writes or dies).
-    FILE* f = fdopen(fds[0], "r");
-    char line[64] = {};
-    if (f && fgets(line, sizeof line, f)) std::sscanf(line, "PORT %hu", &port_);
-    if (f) fclose(f);
-  }
-  ~Peer() { kill(); }
-  void kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  uint16_t port() const { return port_; }
+  explicit Peer(std::vector<std::string> extra = {}) : PythonPeer(with_script(std::move(extra))) {}
 
  private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
+  static std::vector<std::string> with_script(std::vector<std::string> extra) {
+    extra.insert(extra.begin(), EMBER_GRPC_PEER);
+    return extra;
+  }
 };
 
 // What one call delivered.
