@@ -58,7 +58,11 @@ namespace detail {
 // ---- LoopImpl --------------------------------------------------------------
 
 LoopImpl::LoopImpl(Reactor::Impl& reactor, unsigned index, const ReactorOptions& options)
-    : index_(index), pool_(options.buffers), options_(options), reactor_(reactor) {
+    : index_(index),
+      pool_(options.buffers),
+      next_connection_id_((uint64_t{index} << 48) + 1),
+      options_(options),
+      reactor_(reactor) {
   uv_loop_init(&uv_);
   uv_.data = this;
   auto* state = new Mailbox::State;

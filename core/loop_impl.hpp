@@ -195,7 +195,7 @@ class LoopImpl final : public Loop {
   bool draining_ = false;
   bool forced_ = false;
   size_t connection_count_ = 0;
-  uint64_t next_connection_id_ = 1;
+  uint64_t next_connection_id_;  // the loop index in the high 16 bits: unique per reactor
   const ReactorOptions& options_;
   Reactor::Impl& reactor_;
 

@@ -92,6 +92,7 @@ class ConnectionHandler {
 class Connection {
  public:
   Loop& loop() const noexcept;
+  // Unique among the reactor's connections (loop index in the high 16 bits).
   uint64_t id() const noexcept;
   // Schedules on_writable in this loop turn's flush phase.
   void want_write() noexcept;
