@@ -96,7 +96,7 @@ Database::~Database() {
   if (conn_) PQfinish(conn_);
 }
 
-Result<std::unique_ptr<Database>> Database::connect(Settings settings) {
+PGconn* Database::open(const Settings& settings) {
   std::string port = std::to_string(settings.port);
   std::string timeout = std::to_string(std::max<long long>(1, settings.connect_timeout.count()));
   const char* keys[] = {"host",
@@ -118,13 +118,18 @@ Result<std::unique_ptr<Database>> Database::connect(Settings settings) {
                           "UTF8",
                           nullptr};
   PGconn* conn = PQconnectdbParams(keys, values, 0);
-  if (!conn) return Error("PostgreSQL: out of memory creating a connection");
-  PQsetNoticeProcessor(conn, &log_notice, nullptr);
-  std::unique_ptr<Database> db(new Database(std::move(settings), conn));
-  if (PQstatus(conn) != CONNECTION_OK)
-    return Error(db->label_ + ": cannot connect: " + trimmed(PQerrorMessage(conn)) +
-                 " (check the /db document of the config service and its pass entry)");
+  if (conn) PQsetNoticeProcessor(conn, &log_notice, nullptr);
+  return conn;
+}
+
+Result<std::unique_ptr<Database>> Database::connect(Settings settings) {
+  std::unique_ptr<Database> db = deferred(std::move(settings));
+  if (auto ok = db->ensure_connected(); !ok) return ok.error();
   return db;
+}
+
+std::unique_ptr<Database> Database::deferred(Settings settings) {
+  return std::unique_ptr<Database>(new Database(std::move(settings), nullptr));
 }
 
 Result<Rows> Database::finish(PGresult* r, std::string_view sql) {
@@ -143,12 +148,16 @@ Result<Rows> Database::finish(PGresult* r, std::string_view sql) {
 }
 
 Result<Rows> Database::exec(std::string_view sql) {
+  if (!conn_)
+    if (auto ok = ensure_connected(); !ok) return ok.error();
   std::string text(sql);
   return finish(PQexec(conn_, text.c_str()), sql);
 }
 
 Result<Rows> Database::exec(std::string_view sql,
                             std::span<const std::optional<std::string>> params) {
+  if (!conn_)
+    if (auto ok = ensure_connected(); !ok) return ok.error();
   std::string text(sql);
   std::vector<const char*> values;
   values.reserve(params.size());
@@ -170,6 +179,16 @@ Result<Rows> Database::exec(std::string_view sql,
 }
 
 Result<void> Database::ensure_connected() {
+  if (!conn_) {
+    conn_ = open(settings_);
+    if (!conn_) return Error("PostgreSQL: out of memory creating a connection");
+    if (PQstatus(conn_) == CONNECTION_OK) return {};
+    std::string why = trimmed(PQerrorMessage(conn_));
+    PQfinish(conn_);
+    conn_ = nullptr;
+    return Error(label_ + ": cannot connect: " + why +
+                 " (check the /db document of the config service and its pass entry)");
+  }
   if (PQstatus(conn_) == CONNECTION_OK) return {};
   PQreset(conn_);
   if (PQstatus(conn_) == CONNECTION_OK) return {};
@@ -178,6 +197,7 @@ Result<void> Database::ensure_connected() {
 }
 
 void Database::reset_transaction() {
+  if (!conn_) return;
   PGTransactionStatusType t = PQtransactionStatus(conn_);
   if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR) PQclear(PQexec(conn_, "ROLLBACK"));
 }

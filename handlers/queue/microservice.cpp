@@ -259,12 +259,14 @@ struct Microservice::Impl {
   // One process() call and its uploads; returns the error, empty when done.
   std::string run(const Job& job, std::unique_ptr<Database>& db, ProcessResult& results) {
     std::string id = std::to_string(job.request);
-    if (!db) {
+    if (!db && opt.lazy_database) {
+      db = Database::deferred(db_settings);
+    } else if (!db) {
       auto c = Database::connect(db_settings);
       if (!c) return c.error().message;
       db = std::move(*c);
-    } else if (auto ok = db->ensure_connected(); !ok) {
-      return ok.error().message;
+    } else if (db->opened()) {
+      if (auto ok = db->ensure_connected(); !ok) return ok.error().message;
     }
     // The request's directory is made on the first write_file: most requests
     // write nothing, and mkdtemp + remove_all cost more than the relay itself.

@@ -97,6 +97,11 @@ struct MicroserviceOptions {
   std::string temp_dir;
   // After SIGTERM/SIGINT (or stop()), work in flight gets this long.
   std::chrono::milliseconds shutdown_timeout{30'000};
+  // Open each worker's PostgreSQL connection on its first use instead of
+  // before its first request: a service that rarely queries holds no
+  // connection until it does, and a binding with its own driver (the Python
+  // module) none at all.
+  bool lazy_database = false;
   // The `pass` program (tests point it elsewhere).
   std::string pass_program = "pass";
   // "host:port" for a Prometheus endpoint (GET /metrics); empty: none. Port

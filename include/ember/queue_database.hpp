@@ -65,6 +65,8 @@ class Database {
 
   // Connects (blocking: call it on a worker thread, never on a loop).
   static Result<std::unique_ptr<Database>> connect(Settings settings);
+  // Connects on first use (exec or ensure_connected), not now.
+  static std::unique_ptr<Database> deferred(Settings settings);
   ~Database();
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
@@ -77,19 +79,25 @@ class Database {
   Result<Rows> exec(std::string_view sql,
                     std::initializer_list<std::optional<std::string_view>> params);
 
-  // True when the connection is usable; otherwise tries to re-establish it
-  // once. The runtime calls this before each request.
+  // True when the connection is usable; otherwise tries to (re-)establish
+  // it once. The runtime calls this before each request.
   Result<void> ensure_connected();
+  // False for a deferred connection nobody has used yet.
+  bool opened() const noexcept { return conn_ != nullptr; }
   // Rolls back a transaction `process` left open, so the next request does
   // not inherit it.
   void reset_transaction();
 
   // user@host:port/database, for messages.
   const std::string& describe() const noexcept { return label_; }
+  // Where it connects (the password included: never log it). Bindings that
+  // bring their own driver connect with these.
+  const Settings& settings() const noexcept { return settings_; }
   pg_conn* native() noexcept { return conn_; }
 
  private:
   Database(Settings settings, pg_conn* conn);
+  static pg_conn* open(const Settings& settings);
   Result<Rows> finish(pg_result* r, std::string_view sql);
 
   Settings settings_;

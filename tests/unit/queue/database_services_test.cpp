@@ -122,5 +122,37 @@ TEST_F(DatabaseServices, AWrongPasswordNamesTheServerAndTheConfig) {
   EXPECT_NE(db.error().message.find("/db document"), std::string::npos);
 }
 
+TEST_F(DatabaseServices, ADeferredConnectionOpensOnFirstUseAndRetriesAfterAFailure) {
+  auto count_ours = [&] {
+    auto rows = db_->exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                          {std::string("ember-deferred-test")});
+    EXPECT_TRUE(rows) << rows.error().message;
+    return rows ? std::string(*rows->get(0, 0)) : std::string();
+  };
+  Database::Settings s = settings_;
+  s.application_name = "ember-deferred-test";
+  auto db = Database::deferred(s);
+  EXPECT_FALSE(db->opened());
+  db->reset_transaction();  // nothing to roll back, nothing opened
+  EXPECT_FALSE(db->opened());
+  EXPECT_EQ(count_ours(), "0");
+  auto rows = db->exec("SELECT 41 + $1::int", {std::string("1")});
+  ASSERT_TRUE(rows) << rows.error().message;
+  EXPECT_EQ(rows->get(0, 0), "42");
+  EXPECT_TRUE(db->opened());
+  EXPECT_EQ(count_ours(), "1");
+  EXPECT_EQ(db->settings().application_name, "ember-deferred-test");
+
+  Database::Settings bad = settings_;
+  bad.password = "not-the-password";
+  auto wrong = Database::deferred(bad);
+  auto failed = wrong->exec("SELECT 1");
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("password authentication failed"), std::string::npos)
+      << failed.error().message;
+  EXPECT_FALSE(wrong->opened());  // the next use tries again
+  EXPECT_FALSE(wrong->ensure_connected());
+}
+
 }  // namespace
 }  // namespace ember::queue
