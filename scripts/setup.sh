@@ -26,6 +26,10 @@ packages=(
   # which conflicts with Debian's npm package
   rabbitmq-server postgresql libpq-dev pass gnupg nodejs iproute2 procps
   nlohmann-json3-dev librabbitmq-dev python3-pika python3-boto3
+  # Python bindings (slingshot_microservice): pybind11, the SQLAlchemy/psycopg2
+  # connection `process` gets, setuptools for `pip install .`
+  python3-dev python3-pybind11 python3-sqlalchemy python3-psycopg2 python3-setuptools
+  python3-pip python3-venv python3-wheel
 )
 
 missing=()
