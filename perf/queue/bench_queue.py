@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Queue relay benchmark: Ember's queue::Microservice (identity process) against
-a librabbitmq-c relay, through the real RabbitMQ, side by side in one run.
+a librabbitmq-c relay (suite c), or the same relay in Python on Ember
+(slingshot_microservice) against a pika relay (suite python), through the real
+RabbitMQ, side by side in one run.
 
 Each run: ember-queue-driver preloads COUNT requests into the relay's in queue,
 starts the relay (pinned through ember-sched), times until every result is in
@@ -30,11 +32,21 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 MODES = {
     "p1": (1, False, [("rate", ">=", 1.0)]),
     "p256c": (256, True, [("rate", ">=", 1.2), ("cpu", "<=", 0.5)]),
+    "py1": (1, False, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
+    "py256": (256, False, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
 }
 MODE_TEXT = {
     "p1": "prefetch 1 (rival: no confirms; Ember: confirms)",
     "p256c": "prefetch 256, confirms before ack (both)",
+    "py1": "prefetch 1 (pika: no confirms; Ember: confirms)",
+    "py256": "prefetch 256 (pika: no confirms; Ember: confirms)",
 }
+# suite -> (modes, Ember's relay, the rival)
+SUITES = {
+    "c": ("p1,p256c", "ember", "rabbitmq-c"),
+    "python": ("py1,py256", "python-ember", "pika"),
+}
+RELAYS = ("ember", "rabbitmq-c", "python-ember", "pika")
 
 
 def log(msg):
@@ -70,8 +82,10 @@ def main():
     ap.add_argument("--count", type=int, default=50000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smoke run: 3,000 messages, 1 round")
-    ap.add_argument("--modes", default="p1,p256c")
-    ap.add_argument("--relays", default="ember,rabbitmq-c")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="c",
+                    help="c: C++ relay vs librabbitmq-c; python: Python on Ember vs pika")
+    ap.add_argument("--modes", help="default: the suite's")
+    ap.add_argument("--relays", help="default: the suite's two")
     ap.add_argument("--workers", type=int, default=1, help="Ember's process() workers")
     ap.add_argument("--ember-temp-dir", default="",
                     help="Ember's MicroserviceOptions::temp_dir (default: $TMPDIR or /tmp)")
@@ -86,9 +100,10 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.count, a.rounds = 3000, 1
-    modes = [m for m in a.modes.split(",") if m]
-    relays = [r for r in a.relays.split(",") if r]
-    if any(m not in MODES for m in modes) or any(r not in ("ember", "rabbitmq-c") for r in relays):
+    suite_modes, ours, theirs = SUITES[a.suite]
+    modes = [m for m in (a.modes or suite_modes).split(",") if m]
+    relays = [r for r in (a.relays or f"{ours},{theirs}").split(",") if r]
+    if any(m not in MODES for m in modes) or any(r not in RELAYS for r in relays):
         ap.error("unknown mode or relay")
     timeout = a.timeout or 60 + 0.002 * a.count
 
@@ -103,6 +118,10 @@ def main():
     ember_ok = os.access(ember, os.X_OK)
     if "ember" in relays and not ember_ok:
         log(f"{ember} missing: Ember's rows will say n/a")
+    python_dir = os.path.join(a.build, "python")
+    if "python-ember" in relays and not os.path.isdir(os.path.join(python_dir, "slingshot_microservice")):
+        log(f"{python_dir}/slingshot_microservice missing: Python-on-Ember's rows will say n/a")
+        ember_ok = False
 
     out = a.out or os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -132,9 +151,11 @@ def main():
         if not broker_pid:
             log("the broker's beam.smp not found: no broker CPU column")
         for m in modes:  # Ember's service documents
-            name = f"{tag}-ember-{m}"
-            with open(os.path.join(senv["CONFIG_DIR"], name + ".json"), "w") as f:
-                json.dump({"in": name + "-in", "out": [{"case": True, "queues": [name + "-out"]}]}, f)
+            for kind in ("ember", "pyember"):
+                name = f"{tag}-{kind}-{m}"
+                with open(os.path.join(senv["CONFIG_DIR"], name + ".json"), "w") as f:
+                    json.dump({"in": name + "-in", "out": [{"case": True, "queues": [name + "-out"]}]}, f)
+        run_env["PYTHONPATH"] = python_dir
 
         def pin(cpu):
             if a.no_pin:
@@ -143,11 +164,19 @@ def main():
 
         def one_run(relay, mode, rnd):
             prefetch, confirms, _ = MODES[mode]
-            name = f"{tag}-{'ember' if relay == 'ember' else 'c'}-{mode}"
+            kind = {"ember": "ember", "python-ember": "pyember"}.get(relay, "c")
+            name = f"{tag}-{kind}-{mode}"
+            py = "/usr/bin/python3"
             if relay == "ember":
                 cmd = [ember, name, senv["CONFIG_HOST"], str(prefetch), str(a.workers)]
                 if a.ember_temp_dir:
                     cmd.append(a.ember_temp_dir)
+            elif relay == "python-ember":
+                cmd = [py, os.path.join(HERE, "relay_ember.py"), name, senv["CONFIG_HOST"],
+                       str(prefetch), str(a.workers)]
+            elif relay == "pika":
+                cmd = [py, os.path.join(HERE, "relay_pika.py"), *broker, name + "-in", name + "-out",
+                       str(prefetch)]
             else:
                 cmd = [rival, *broker, name + "-in", name + "-out", str(prefetch)]
                 if confirms:
@@ -184,10 +213,10 @@ def main():
                 order = relays if rnd % 2 == 0 else list(reversed(relays))
                 for relay in order:
                     k += 1
-                    if relay == "ember" and not ember_ok:
+                    if relay == ours and not ember_ok:
                         continue
                     res = one_run(relay, m, rnd)
-                    if not res["ok"] and relay != "ember":
+                    if not res["ok"] and relay != ours:
                         raise HarnessError(f"the rival failed: {res}")
                     rows.append(res)
                     log(f"[{k}/{total}] round {rnd + 1} {m:6} {relay:10} "
@@ -203,6 +232,7 @@ def main():
 
         lines = [f"Queue relay, {a.count} messages per run, {a.rounds} round(s), medians (min–max); "
                  f"rate and CPU over first→last result. Ember workers={a.workers}, "
+                 f"suite {a.suite}, "
                  f"temp_dir={a.ember_temp_dir or 'default'}.", "",
                  "| mode | relay | msg/s | client CPU µs/msg | broker CPU µs/msg | msg/s incl. start-up | runs ok |",
                  "|---|---|---|---|---|---|---|"]
@@ -224,7 +254,7 @@ def main():
         lines += ["", "| mode | Ember/rival rate | Ember/rival CPU per msg | target | result |", "|---|---|---|---|---|"]
         missed = 0
         for m in modes:
-            e, c = summary.get((m, "ember")), summary.get((m, "rabbitmq-c"))
+            e, c = summary.get((m, ours)), summary.get((m, theirs))
             if not e or not c or e[0] is None or c[0] is None:
                 lines.append(f"| {m} | n/a | n/a | | n/a |")
                 continue

@@ -3,6 +3,7 @@
 #
 #   perf/queue/run.sh                    # 3 rounds x 2 modes x 2 relays, 50,000 messages (~3-5 min)
 #   perf/queue/run.sh --quick            # smoke run (3,000 messages, 1 round), as the test suite runs it
+#   perf/queue/run.sh --suite python     # Python on Ember (slingshot_microservice) vs pika
 #   perf/queue/run.sh --build DIR [args] # use (or create) the build directory DIR
 #
 # It starts RabbitMQ, the config service, pass, PostgreSQL and S3 with
@@ -16,6 +17,6 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/../bench_lib.sh"
 
 bench_args perf/queue/run.sh "$@"
-bench_build perf/queue/run.sh queue ember-queue-tools ember-queue-relay \
+bench_build perf/queue/run.sh queue ember-queue-tools ember-queue-relays \
   queue/ember-queue-driver queue/ember-relay-rabbitmq-c edge/ember-sched
 exec /usr/bin/python3 "$HERE/bench_queue.py" --build "$build" "${args[@]+"${args[@]}"}"
