@@ -64,6 +64,16 @@ kill -TERM "$upper_pid"
 rc=0
 wait "$upper_pid" || rc=$?
 echo "upper exited with status $rc after SIGTERM (0: the work in flight was finished)"
+if [ -d "$BUILD/python/slingshot_microservice" ]; then
+  log "queue: the same microservice in Python (slingshot_microservice on Ember)"
+  PYTHONPATH="$BUILD/python" /usr/bin/python3 "$ROOT/examples/queue/upper.py" "$CONFIG_HOST" &
+  upper_pid=$!
+  /usr/bin/python3 "$ROOT/examples/queue/driver.py"
+  kill -TERM "$upper_pid"
+  rc=0
+  wait "$upper_pid" || rc=$?
+  echo "upper.py exited with status $rc after SIGTERM"
+fi
 stop_services
 trap - EXIT
 
