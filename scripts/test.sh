@@ -101,7 +101,8 @@ services_tests() {
 
 bench_smoke() {
   perf/run.sh --quick --build build-test && perf/edge/run.sh --quick --build build-test &&
-    perf/queue/run.sh --quick --build build-test
+    perf/queue/run.sh --quick --build build-test &&
+    perf/queue/run.sh --quick --build build-test --suite python
 }
 
 phase "setup" "$ROOT/scripts/setup.sh"
