@@ -1,5 +1,10 @@
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
 
 #include <cassert>
 
@@ -29,7 +34,12 @@ void Mailbox::post(MailboxItem* item) noexcept {
   } while (!s->head.compare_exchange_weak(head, item, std::memory_order_release,
                                           std::memory_order_relaxed));
   if (!s->closed.load(std::memory_order_seq_cst)) {
-    uv_async_send(s->async);
+    // One write per wake-up: later posts see `signalled` and ride along.
+    if (!s->signalled.exchange(true, std::memory_order_seq_cst)) {
+      uint64_t one = 1;
+      while (::write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+      }
+    }
   } else {
     s->drain(nullptr);
   }
@@ -66,11 +76,17 @@ LoopImpl::LoopImpl(Reactor::Impl& reactor, unsigned index, const ReactorOptions&
   uv_loop_init(&uv_);
   uv_.data = this;
   auto* state = new Mailbox::State;
-  state->async = &async_;
   state->loop = this;
+  state->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (state->wake_fd < 0) {
+    EMBER_ERROR("ember.reactor", "eventfd failed: the loop cannot be woken from other threads",
+                {"errno", static_cast<long long>(errno)});
+    std::abort();
+  }
   mailbox_ = std::make_shared<Mailbox>(state);
-  uv_async_init(&uv_, &async_, &LoopImpl::on_async);
-  async_.data = this;
+  uv_poll_init(&uv_, &wake_, state->wake_fd);
+  wake_.data = this;
+  uv_poll_start(&wake_, UV_READABLE, &LoopImpl::on_wake);
   uv_check_init(&uv_, &check_);
   check_.data = this;
   uv_check_start(&check_, &LoopImpl::on_check);
@@ -113,6 +129,9 @@ LoopImpl::~LoopImpl() {
     uv_run(&uv_, UV_RUN_DEFAULT);
   }
   int rc = uv_loop_close(&uv_);
+  // No post writes it any more: `closed` was set and the senders waited for.
+  ::close(mailbox_->state()->wake_fd);
+  mailbox_->state()->wake_fd = -1;
   if (rc != 0) {
     EMBER_WARN("ember.reactor", "loop closed with live handles", {"loop", index_},
                {"error", uv_strerror(rc)});
@@ -263,9 +282,15 @@ void LoopImpl::flush_dirty() noexcept {
   }
 }
 
-void LoopImpl::on_async(uv_async_t* a) {
-  auto* self = static_cast<LoopImpl*>(a->data);
-  self->mailbox_->state()->drain(self);
+void LoopImpl::on_wake(uv_poll_t* p, int, int) {
+  auto* self = static_cast<LoopImpl*>(p->data);
+  Mailbox::State* s = self->mailbox_->state();
+  uint64_t count;
+  while (::read(s->wake_fd, &count, sizeof count) < 0 && errno == EINTR) {
+  }
+  // Cleared before draining: a post after this point writes again.
+  s->signalled.store(false, std::memory_order_seq_cst);
+  s->drain(self);
 }
 
 void LoopImpl::begin_drain() noexcept {
@@ -327,7 +352,7 @@ void LoopImpl::close_handles() noexcept {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
       uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
   };
-  close(&async_);
+  close(&wake_);
   close(&check_);
   close(&prepare_);
   close(&spin_);

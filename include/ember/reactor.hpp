@@ -40,7 +40,7 @@ struct MailboxItem {
 };
 
 // A loop's inbox. Thread-safe; the shared_ptr keeps it usable after the loop
-// has stopped. Wake-ups coalesce: one uv_async wake drains every item.
+// has stopped. Wake-ups coalesce: one eventfd wake drains every item.
 class Mailbox {
  public:
   void post(MailboxItem* item) noexcept;
