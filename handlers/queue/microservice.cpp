@@ -124,7 +124,8 @@ struct Microservice::Impl {
   MicroserviceOptions opt;
 
   std::unique_ptr<Reactor> reactor;
-  std::unique_ptr<http1::Client> client;  // loop thread
+  std::unique_ptr<http1::Client> client;  // io_loop thread
+  std::unique_ptr<Database> loop_db;      // process_on_loop: the loop's connection
   std::unique_ptr<Broker> broker;         // loop thread
   std::unique_ptr<ObjectStore> store;
   HttpEndpoint config;
@@ -139,6 +140,10 @@ struct Microservice::Impl {
 
   std::mutex mu;  // jobs, stopping, shutdown
   std::condition_variable cv, shutdown_cv;
+  // Set once shutdown waits for the deliveries in flight: only then does
+  // settling one wake the waiter (otherwise every message would wake the
+  // thread in start() twice for nothing).
+  std::atomic<bool> draining{false};
   std::deque<Job> jobs;
   bool stopping = false;
   bool shutdown = false;
@@ -151,7 +156,10 @@ struct Microservice::Impl {
   MicroserviceStats stats;
   std::atomic<uint16_t> metrics_port{0};
 
+  // The broker's loop; `process` runs here too with process_on_loop, and
+  // then the HTTP client (config service, S3) needs a loop of its own.
   Loop& loop() { return reactor->loop(0); }
+  Loop& io_loop() { return reactor->loop(opt.process_on_loop ? 1 : 0); }
   void count(uint64_t MicroserviceStats::*field, uint64_t n = 1) {
     std::lock_guard lock(stats_mu);
     stats.*field += n;
@@ -368,9 +376,15 @@ struct Microservice::Impl {
     if (late) return settled(d.tag, false);
     U64Result r = parse_u64(d.body.view());
     if (!r.ok()) return dead_letter(d.tag, d.body, "the body is not a u64: " + r.reason(), attempt);
+    Job job{d.tag, r.value, attempt};
+    if (opt.process_on_loop) {
+      ProcessResult results;
+      std::string error = run(job, loop_db, results);
+      return settle(job, std::move(results), std::move(error));
+    }
     {
       std::lock_guard lock(mu);
-      jobs.push_back({d.tag, r.value, attempt});
+      jobs.push_back(job);
     }
     cv.notify_one();
   }
@@ -380,7 +394,7 @@ struct Microservice::Impl {
       broker->ack(tag);
     else
       broker->nack(tag, true);  // the broker delivers it again
-    unsettled.fetch_sub(1);
+    if (unsettled.fetch_sub(1) != 1 || !draining.load()) return;
     { std::lock_guard lock(mu); }  // a waiter between its check and its sleep sees this
     shutdown_cv.notify_all();
   }
@@ -530,6 +544,7 @@ struct Microservice::Impl {
 
   // Waits (caller's thread) until nothing is unsettled or the deadline passes.
   bool wait_settled(std::chrono::steady_clock::time_point deadline) {
+    draining.store(true);
     std::unique_lock lock(mu);
     return shutdown_cv.wait_until(lock, deadline, [&] { return unsettled.load() == 0; });
   }
@@ -578,7 +593,7 @@ int Microservice::start() {
       s.opt.dead_letter_queue.empty() ? s.name + ".dead-letter" : s.opt.dead_letter_queue;
 
   ReactorOptions ro;
-  ro.threads = 1;
+  ro.threads = s.opt.process_on_loop ? 2 : 1;
   ro.handle_signals = false;  // ours: finish the work first, then stop the loop
   s.reactor = std::make_unique<Reactor>(ro);
   // Listeners are bound before the loop runs.
@@ -609,18 +624,17 @@ int Microservice::start() {
         {"url", "http://" + hp.substr(0, colon) + ":" + std::to_string(*bound) + "/metrics"});
   }
   std::thread loop_thread([&] { s.reactor->run(); });
-  on_loop_and_wait(s.loop(), [&] {
-    s.client = std::make_unique<http1::Client>(s.loop());
-    s.install_signals();
-  });
+  on_loop_and_wait(s.io_loop(), [&] { s.client = std::make_unique<http1::Client>(s.io_loop()); });
+  on_loop_and_wait(s.loop(), [&] { s.install_signals(); });
 
   auto finish_loop = [&] {
     on_loop_and_wait(s.loop(), [&] {
       s.broker.reset();
-      s.client.reset();
+      s.loop_db.reset();
       uv_close(reinterpret_cast<uv_handle_t*>(&s.sigterm), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&s.sigint), nullptr);
     });
+    on_loop_and_wait(s.io_loop(), [&] { s.client.reset(); });
     s.reactor->stop();
     loop_thread.join();
   };
@@ -630,8 +644,9 @@ int Microservice::start() {
     finish_loop();
     return 1;
   }
-  for (unsigned i = 0; i < s.opt.workers; ++i)
-    s.workers.emplace_back([&] { s.worker_main(); });
+  if (!s.opt.process_on_loop)
+    for (unsigned i = 0; i < s.opt.workers; ++i)
+      s.workers.emplace_back([&] { s.worker_main(); });
 
   on_loop_and_wait(s.loop(), [&] {
     BrokerEvents ev;

@@ -86,7 +86,8 @@ def main():
                     help="c: C++ relay vs librabbitmq-c; python: Python on Ember vs pika")
     ap.add_argument("--modes", help="default: the suite's")
     ap.add_argument("--relays", help="default: the suite's two")
-    ap.add_argument("--workers", type=int, default=1, help="Ember's process() workers")
+    ap.add_argument("--workers", default="1",
+                    help="Ember's process() workers, or 'loop' for process_on_loop")
     ap.add_argument("--ember-temp-dir", default="",
                     help="Ember's MicroserviceOptions::temp_dir (default: $TMPDIR or /tmp)")
     ap.add_argument("--relay-cpu", default="0")

@@ -4,6 +4,7 @@
 //
 //   ember-queue-relay NAME CONFIG_HOST PREFETCH [WORKERS [TEMP_DIR]]
 //
+// WORKERS "loop": MicroserviceOptions::process_on_loop (no worker threads).
 // TEMP_DIR: MicroserviceOptions::temp_dir (default $TMPDIR or /tmp); the
 // runtime makes and removes a directory there per request.
 //
@@ -22,7 +23,9 @@ int main(int argc, char** argv) {
   }
   ember::queue::MicroserviceOptions opt;
   opt.prefetch = static_cast<uint16_t>(std::atoi(argv[3]));
-  opt.workers = argc > 4 ? static_cast<unsigned>(std::atoi(argv[4])) : 1;
+  std::string workers = argc > 4 ? argv[4] : "1";
+  opt.process_on_loop = workers == "loop";
+  opt.workers = opt.process_on_loop ? 1 : static_cast<unsigned>(std::atoi(workers.c_str()));
   if (argc > 5) opt.temp_dir = argv[5];
   opt.shutdown_timeout = std::chrono::milliseconds(5000);
   ember::queue::Microservice svc(

@@ -1,6 +1,6 @@
 """The identity relay in Python on Ember (slingshot_microservice), as a user writes it.
 
-    relay_ember.py NAME CONFIG_HOST PREFETCH WORKERS
+    relay_ember.py NAME CONFIG_HOST PREFETCH WORKERS   (WORKERS "loop": process_on_loop)
 """
 import sys
 
@@ -12,4 +12,7 @@ def process(request, read_file, write_file, connection):
 
 
 name, host, prefetch, workers = sys.argv[1:5]
-Microservice(name, host, process, prefetch=int(prefetch), workers=int(workers)).start()
+on_loop = workers == "loop"
+Microservice(
+    name, host, process, prefetch=int(prefetch), workers=0 if on_loop else int(workers), process_on_loop=on_loop
+).start()

@@ -251,7 +251,8 @@ def test_routes_by_bool_int_and_string_cases(service):
     assert all(s.count(queue) == 0 for queue in q.values())
 
 
-def test_files_round_trip_through_s3(service):
+@pytest.mark.parametrize("on_loop", [False, True], ids=["workers", "process_on_loop"])
+def test_files_round_trip_through_s3(service, on_loop):
     s = service()
     request = int(time.time() * 1000) % 10**9 + 2 * 10**10
     data = os.urandom(3 * 1024 * 1024 + 17)  # several reads, not a multiple of any buffer
@@ -275,7 +276,8 @@ def test_files_round_trip_through_s3(service):
             w2 = write_file("out", request + 1)
             w2.write(digest.hexdigest().encode())  # left open: the runtime closes it
             yield (request, True)
-        """
+        """,
+        process_on_loop=on_loop,
     )
     s.publish(request)
     assert s.bodies(s.queues["true"], 1) == [request]
@@ -312,7 +314,8 @@ def test_missing_object_fails_the_request_with_the_reason(service):
     s.stop()
 
 
-def test_row_through_postgresql(service):
+@pytest.mark.parametrize("on_loop", [False, True], ids=["workers", "process_on_loop"])
+def test_row_through_postgresql(service, on_loop):
     s = service()
     table = f"py_rows_{uuid.uuid4().hex[:8]}"
     with postgres() as db, db.cursor() as cur:
@@ -333,6 +336,7 @@ def test_row_through_postgresql(service):
                 yield (request, True)
             """,
             workers=2,
+            process_on_loop=on_loop,
         )
         s.publish(*range(1, 11))
         assert s.bodies(s.queues["true"], 10) == list(range(1, 11))
@@ -348,7 +352,8 @@ def test_row_through_postgresql(service):
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def test_raising_process_fails_only_that_message(service):
+@pytest.mark.parametrize("on_loop", [False, True], ids=["workers", "process_on_loop"])
+def test_raising_process_fails_only_that_message(service, on_loop):
     s = service()
     s.start(
         """
@@ -359,6 +364,7 @@ def test_raising_process_fails_only_that_message(service):
             yield (request, True)
         """,
         max_attempts=2,
+        process_on_loop=on_loop,
     )
     s.publish(*range(10, 17))
     assert s.bodies(s.queues["true"], 6) == [10, 11, 12, 14, 15, 16]

@@ -46,6 +46,9 @@ class Microservice:
     reference API; their defaults match it where it has one.
 
     - ``workers``: threads running ``process`` (0: the CPUs this process may use).
+    - ``process_on_loop``: run ``process`` on the broker connection's thread instead: less
+      CPU and latency per message, one request at a time; keep each call short (the broker
+      connection waits while it runs).
     - ``prefetch``: deliveries in flight (0: twice the workers).
     - ``durable_queues``: declare queues durable and publish persistent results.
     - ``max_attempts``: attempts of one request before it is dead-lettered.
@@ -63,6 +66,7 @@ class Microservice:
         process: ProcessFn,
         *,
         workers: int = 0,
+        process_on_loop: bool = False,
         prefetch: int = 0,
         durable_queues: bool = False,
         max_attempts: int = 5,
@@ -86,6 +90,7 @@ class Microservice:
             host,
             lambda settings: Runtime(process, settings),
             workers,
+            process_on_loop,
             prefetch,
             durable_queues,
             max_attempts,

@@ -23,6 +23,7 @@ class Microservice:
         host: str,
         make_runtime: Callable[[Dict[str, Any]], Any],
         workers: int,
+        process_on_loop: bool,
         prefetch: int,
         durable_queues: bool,
         max_attempts: int,

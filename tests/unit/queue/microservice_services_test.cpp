@@ -195,7 +195,13 @@ class MicroserviceServices : public ::testing::Test {
   Seen seen_;
 };
 
-TEST_F(MicroserviceServices, RoutesByCaseWithFilesAndRowsRetriesThenDeadLetters) {
+// Once with worker threads, once with process on the broker's loop.
+class MicroserviceRoutes : public MicroserviceServices,
+                           public ::testing::WithParamInterface<bool> {};
+INSTANTIATE_TEST_SUITE_P(ProcessOn, MicroserviceRoutes, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Loop" : "Workers"; });
+
+TEST_P(MicroserviceRoutes, ByCaseWithFilesAndRowsRetriesThenDeadLetters) {
   connect_observer();
   std::string in_file = ::testing::TempDir() + name_ + "-five";
   std::ofstream(in_file) << "five";
@@ -203,6 +209,7 @@ TEST_F(MicroserviceServices, RoutesByCaseWithFilesAndRowsRetriesThenDeadLetters)
 
   MicroserviceOptions opt;
   opt.workers = 2;
+  opt.process_on_loop = GetParam();
   opt.max_attempts = 2;
   opt.metrics_listen = "127.0.0.1:0";
   std::string table = table_;
