@@ -55,10 +55,12 @@ release_tests() {
     ctest --test-dir build-test --output-on-failure -j 2 -L 'unit|integration|install'
 }
 
-# Sanitizer builds: -O2 with line tables only (-g1): the reports still name
-# file and line, and skipping full debug info saves compile time on 2 cores.
-SANITIZER_BUILD=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
-  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
+# Sanitizer builds: -O1 with line tables only (-g1): the reports still name
+# file and line. Compiling dominates these phases on 2 cores, and with the
+# sanitizers on, -O1 compiles in ~55% of -O2's time (broker_test.cpp: 28 s vs
+# 50 s) while the tests run only slightly slower.
+SANITIZER_BUILD=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 
 sanitizer_tests() {
   configure_build build-test-asan "${SANITIZER_BUILD[@]}" -DEMBER_SANITIZE=ON \
