@@ -58,6 +58,64 @@ std::string_view to_string(Confirm::Outcome o) noexcept {
   return "?";
 }
 
+// The consume channel's delivery tags not yet settled, in delivery order
+// (tags only grow within a channel). A ring that keeps its capacity: steady
+// state allocates nothing.
+class OutstandingTags {
+ public:
+  void push(uint64_t tag) {
+    if (size_ == ring_.size()) grow();
+    ring_[(head_ + size_) % ring_.size()] = {tag, false};
+    ++size_;
+  }
+  // Marks `tag` settled. When that settles the oldest, drops every settled
+  // one from the front and returns the last tag dropped, unless
+  // `include_tag` is false and the run ends at `tag` itself (0 then).
+  // Returns 0 too when `tag` is not the oldest or is unknown.
+  uint64_t settle(uint64_t tag, bool include_tag) {
+    if (size_ == 0) return 0;
+    size_t at = find(tag);
+    if (at == size_) return 0;
+    slot(at).settled = true;
+    if (at != 0) return 0;
+    uint64_t last = 0;
+    while (size_ > 0 && slot(0).settled) {
+      last = slot(0).tag;
+      head_ = (head_ + 1) % ring_.size();
+      --size_;
+    }
+    return (!include_tag && last == tag) ? 0 : last;
+  }
+  void clear() noexcept { head_ = size_ = 0; }
+
+ private:
+  struct Slot {
+    uint64_t tag;
+    bool settled;
+  };
+  Slot& slot(size_t i) { return ring_[(head_ + i) % ring_.size()]; }
+  size_t find(uint64_t tag) {
+    size_t lo = 0, hi = size_;  // binary search: tags ascend from the front
+    while (lo < hi) {
+      size_t mid = (lo + hi) / 2;
+      if (slot(mid).tag < tag)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return (lo < size_ && slot(lo).tag == tag) ? lo : size_;
+  }
+  void grow() {
+    std::vector<Slot> bigger(std::max<size_t>(64, ring_.size() * 2));
+    for (size_t i = 0; i < size_; ++i)
+      bigger[i] = slot(i);
+    ring_ = std::move(bigger);
+    head_ = 0;
+  }
+  std::vector<Slot> ring_;
+  size_t head_ = 0, size_ = 0;
+};
+
 // The connection's handler. The connection owns it; it forwards to the
 // Broker until the Broker detaches (destroyed first).
 class BrokerLink final : public ConnectionHandler {
@@ -221,7 +279,23 @@ struct Broker::Impl final : amqp::ClientHandler {
   }
 
   void on_writable(IoChain& out) {
+    flush_acks();
     if (client) (void)client->produce(out);
+  }
+
+  // Sends the coalesced ack (see settle), before anything else this
+  // iteration produces.
+  void flush_acks() {
+    if (ack_upto_ == 0 || !client) return;
+    uint64_t upto = std::exchange(ack_upto_, 0);
+    uint64_t only = std::exchange(ack_only_, 0);
+    ack_deferred_ = 0;
+    if (!consume_usable()) return;  // the channel went: its tags are stale
+    // One deferred ack goes alone: the tags after it may be settled already.
+    auto st = only ? client->ack(kConsumeChannel, only) : client->ack(kConsumeChannel, upto, true);
+    if (!st)
+      EMBER_WARN(kLog, "cannot settle deliveries", {"up_to_delivery_tag", upto},
+                 {"error", st.error().describe()});
   }
 
   // After anything that may have queued output or finished the client.
@@ -428,6 +502,9 @@ struct Broker::Impl final : amqp::ClientHandler {
     if (consume_open) ++epoch_;
     consume_open = false;
     unacked_ = 0;
+    outstanding_.clear();
+    ack_upto_ = ack_only_ = 0;
+    ack_deferred_ = 0;
     sync.clear();
     for (auto& c : consumers)
       c->registered = false;
@@ -560,6 +637,7 @@ struct Broker::Impl final : amqp::ClientHandler {
       }
     ++stats.deliveries;
     ++unacked_;
+    outstanding_.push(d.delivery_tag);
     if (!c) {
       // Its consumer was cancelled here: hand the message back.
       settle(DeliveryTag{d.delivery_tag, epoch_}, Settle::nack, true);
@@ -590,6 +668,20 @@ struct Broker::Impl final : amqp::ClientHandler {
     amqp::Status st;
     switch (how) {
       case Settle::ack:
+        // The oldest outstanding delivery: its ack waits for the flush and
+        // covers every settled one up to it (one basic.ack multiple per
+        // loop iteration instead of one per delivery: the broker's CPU
+        // bounds a relay's rate). Any other: acked now, so a slow oldest
+        // delivery never holds back the prefetch window.
+        if (uint64_t upto = outstanding_.settle(tag.value, true)) {
+          ack_upto_ = upto;
+          ack_only_ = ack_deferred_++ == 0 ? tag.value : 0;
+          if (unacked_ > 0) --unacked_;
+          if (conn) conn->want_write();
+          if (unacked_ == 0) flush_acks();  // nothing to wait for (and close may follow)
+          check_close_progress();
+          return true;
+        }
         st = client->ack(kConsumeChannel, tag.value);
         break;
       case Settle::nack:
@@ -604,6 +696,7 @@ struct Broker::Impl final : amqp::ClientHandler {
                  {"error", st.error().describe()});
       return false;
     }
+    (void)outstanding_.settle(tag.value, false);  // on the wire already: nothing owed
     if (unacked_ > 0) --unacked_;
     after_client_call();
     check_close_progress();
@@ -810,6 +903,7 @@ struct Broker::Impl final : amqp::ClientHandler {
 
   void send_close() {
     if (!client || close_sent) return;
+    flush_acks();
     close_sent = true;
     loop.cancel(close_timer);
     (void)client->close(200, "Goodbye");
@@ -860,6 +954,10 @@ struct Broker::Impl final : amqp::ClientHandler {
   std::deque<Sync> sync;
   uint64_t epoch_ = 0;
   size_t unacked_ = 0;
+  OutstandingTags outstanding_;  // this epoch's deliveries not yet acked on the wire
+  uint64_t ack_upto_ = 0;        // a basic.ack multiple owed at the next flush (0: none)
+  uint64_t ack_only_ = 0;        // ...or just this tag, when it is the one deferred
+  size_t ack_deferred_ = 0;      // acks deferred since the last flush
   bool consume_open = false;
   bool setup_pending = false;
 

@@ -268,9 +268,43 @@ TEST_F(BrokerTest, DeliveriesAreSettledOnTheConsumeChannel) {
   });
   ASSERT_TRUE(wait_loop([&] { return fake_.current()->log.size() >= 12; }));
   auto log = session_log();
+  // The oldest delivery's ack waits for the end of the loop iteration (it
+  // could have covered more); the others go at once.
   EXPECT_EQ(std::vector<std::string>(log.end() - 3, log.end()),
-            (std::vector<std::string>{"basic.ack 1 1", "basic.nack 1 2 requeue",
-                                      "basic.reject 1 3 drop"}));
+            (std::vector<std::string>{"basic.nack 1 2 requeue", "basic.reject 1 3 drop",
+                                      "basic.ack 1 1"}));
+}
+
+TEST_F(BrokerTest, AcksOfTheOldestDeliveriesCoalesceIntoOneMultipleAck) {
+  start(settings());
+  ASSERT_TRUE(wait_loop([&] { return readies_ == 1; }));
+  on_loop([&] {
+    for (uint64_t t = 1; t <= 6; ++t)
+      fake_.current()->deliver(t, "m");
+  });
+  ASSERT_TRUE(wait_loop([&] { return deliveries_.size() == 6; }));
+  on_loop([&] {
+    EXPECT_TRUE(broker_->ack(deliveries_[2].tag));  // not the oldest: sent at once, alone
+    EXPECT_TRUE(broker_->ack(deliveries_[0].tag));  // the oldest: deferred
+    EXPECT_TRUE(broker_->ack(deliveries_[1].tag));  // 1..3 settled: one ack up to 3
+    EXPECT_TRUE(broker_->nack(deliveries_[4].tag, true));
+    EXPECT_EQ(broker_->unacked(), 2u);
+  });
+  ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 3 multiple"); }));
+  on_loop([&] {
+    EXPECT_TRUE(broker_->ack(deliveries_[3].tag));  // 4 and the nacked 5: up to 5
+    EXPECT_TRUE(broker_->ack(deliveries_[5].tag));  // the last: flushed at once
+    EXPECT_EQ(broker_->unacked(), 0u);
+  });
+  ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 6 multiple"); }));
+  auto log = session_log();
+  std::vector<std::string> settles;
+  for (const auto& line : log)
+    if (line.rfind("basic.ack", 0) == 0 || line.rfind("basic.nack", 0) == 0)
+      settles.push_back(line);
+  EXPECT_EQ(settles,
+            (std::vector<std::string>{"basic.ack 1 3", "basic.nack 1 5 requeue",
+                                      "basic.ack 1 3 multiple", "basic.ack 1 6 multiple"}));
 }
 
 TEST_F(BrokerTest, DeliveryCallbacksMayAddAndCancelConsumers) {

@@ -172,6 +172,7 @@ inline void FakeSession::on_method(uint16_t ch, const amqp::Method& m) {
     send(ch, amqp::BasicCancelOk{c->consumer_tag});
   } else if (auto* a = std::get_if<amqp::BasicAck>(&m)) {
     line += " " + std::to_string(a->delivery_tag);
+    if (a->multiple) line += " multiple";
   } else if (auto* n = std::get_if<amqp::BasicNack>(&m)) {
     line += " " + std::to_string(n->delivery_tag) + (n->requeue ? " requeue" : " drop");
   } else if (auto* r = std::get_if<amqp::BasicReject>(&m)) {
