@@ -63,6 +63,10 @@
 //   // From a worker thread: finish on the loop (the Broker lives there).
 //   loop.post([&broker, tag](Loop&) { broker.ack(tag); });
 //
+// Acks of the oldest outstanding deliveries made during one loop iteration
+// go out as one basic.ack with `multiple` at its end; any other ack goes at
+// once. nack and reject always go at once.
+//
 // Steady state (deliver, publish, confirm, ack) allocates nothing on the
 // loop (counted in tests/unit/broker/alloc_test.cpp), provided callbacks
 // keep their captures within std::function's local buffer (16 trivially
