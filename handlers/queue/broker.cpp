@@ -68,23 +68,18 @@ class OutstandingTags {
     ring_[(head_ + size_) % ring_.size()] = {tag, false};
     ++size_;
   }
-  // Marks `tag` settled. When that settles the oldest, drops every settled
-  // one from the front and returns the last tag dropped, unless
-  // `include_tag` is false and the run ends at `tag` itself (0 then).
-  // Returns 0 too when `tag` is not the oldest or is unknown.
-  uint64_t settle(uint64_t tag, bool include_tag) {
-    if (size_ == 0) return 0;
+  // Marks `tag` settled; true when it was the oldest (every settled one at
+  // the front is dropped then).
+  bool settle(uint64_t tag) {
     size_t at = find(tag);
-    if (at == size_) return 0;
+    if (at == size_) return false;
     slot(at).settled = true;
-    if (at != 0) return 0;
-    uint64_t last = 0;
+    if (at != 0) return false;
     while (size_ > 0 && slot(0).settled) {
-      last = slot(0).tag;
       head_ = (head_ + 1) % ring_.size();
       --size_;
     }
-    return (!include_tag && last == tag) ? 0 : last;
+    return true;
   }
   void clear() noexcept { head_ = size_ = 0; }
 
@@ -673,8 +668,11 @@ struct Broker::Impl final : amqp::ClientHandler {
         // loop iteration instead of one per delivery: the broker's CPU
         // bounds a relay's rate). Any other: acked now, so a slow oldest
         // delivery never holds back the prefetch window.
-        if (uint64_t upto = outstanding_.settle(tag.value, true)) {
-          ack_upto_ = upto;
+        if (outstanding_.settle(tag.value)) {
+          // Up to this tag, not to the last one the ring dropped: those
+          // after it were acked on their own already, and the broker
+          // refuses a multiple ack that names a tag it no longer holds.
+          ack_upto_ = tag.value;
           ack_only_ = ack_deferred_++ == 0 ? tag.value : 0;
           if (unacked_ > 0) --unacked_;
           if (conn) conn->want_write();
@@ -696,7 +694,7 @@ struct Broker::Impl final : amqp::ClientHandler {
                  {"error", st.error().describe()});
       return false;
     }
-    (void)outstanding_.settle(tag.value, false);  // on the wire already: nothing owed
+    (void)outstanding_.settle(tag.value);  // on the wire already: nothing owed
     if (unacked_ > 0) --unacked_;
     after_client_call();
     check_close_progress();

@@ -286,14 +286,16 @@ TEST_F(BrokerTest, AcksOfTheOldestDeliveriesCoalesceIntoOneMultipleAck) {
   on_loop([&] {
     EXPECT_TRUE(broker_->ack(deliveries_[2].tag));  // not the oldest: sent at once, alone
     EXPECT_TRUE(broker_->ack(deliveries_[0].tag));  // the oldest: deferred
-    EXPECT_TRUE(broker_->ack(deliveries_[1].tag));  // 1..3 settled: one ack up to 3
+    // The oldest again: one ack up to 2 (not 3: 3 went already, and the
+    // broker refuses a multiple ack naming a tag it no longer holds).
+    EXPECT_TRUE(broker_->ack(deliveries_[1].tag));
     EXPECT_TRUE(broker_->nack(deliveries_[4].tag, true));
     EXPECT_EQ(broker_->unacked(), 2u);
   });
-  ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 3 multiple"); }));
+  ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 2 multiple"); }));
   on_loop([&] {
-    EXPECT_TRUE(broker_->ack(deliveries_[3].tag));  // 4 and the nacked 5: up to 5
-    EXPECT_TRUE(broker_->ack(deliveries_[5].tag));  // the last: flushed at once
+    EXPECT_TRUE(broker_->ack(deliveries_[3].tag));  // the oldest (5 is nacked): deferred
+    EXPECT_TRUE(broker_->ack(deliveries_[5].tag));  // the last: flushed at once, up to 6
     EXPECT_EQ(broker_->unacked(), 0u);
   });
   ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 6 multiple"); }));
@@ -302,9 +304,10 @@ TEST_F(BrokerTest, AcksOfTheOldestDeliveriesCoalesceIntoOneMultipleAck) {
   for (const auto& line : log)
     if (line.rfind("basic.ack", 0) == 0 || line.rfind("basic.nack", 0) == 0)
       settles.push_back(line);
+  // The fake broker checks every tag as RabbitMQ does (UNKNOWN-TAG otherwise).
   EXPECT_EQ(settles,
             (std::vector<std::string>{"basic.ack 1 3", "basic.nack 1 5 requeue",
-                                      "basic.ack 1 3 multiple", "basic.ack 1 6 multiple"}));
+                                      "basic.ack 1 2 multiple", "basic.ack 1 6 multiple"}));
 }
 
 TEST_F(BrokerTest, DeliveryCallbacksMayAddAndCancelConsumers) {

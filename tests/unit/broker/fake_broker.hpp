@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ class FakeSession final : public ConnectionHandler, public amqp::FrameHandler {
   }
   void send(uint16_t ch, const amqp::Method& m) { send(method_frame(ch, m)); }
   void deliver(uint64_t tag, std::string_view body, bool redelivered = false) {
+    outstanding_.insert(tag);
     send(content_frames(1, amqp::BasicDeliver{consumer_tag, tag, redelivered, "", queue}, body));
   }
   void abort() {
@@ -72,6 +74,18 @@ class FakeSession final : public ConnectionHandler, public amqp::FrameHandler {
   amqp::FrameReader reader_;
   size_t header_seen_ = 0;
   std::string out_;
+  // Delivered and not yet settled. Like RabbitMQ, a settle must name one of
+  // them (also with `multiple`), else "unknown delivery tag".
+  std::set<uint64_t> outstanding_;
+
+  bool settle_tag(uint64_t tag, bool multiple) {
+    if (!outstanding_.count(tag)) return false;
+    if (multiple)
+      outstanding_.erase(outstanding_.begin(), outstanding_.upper_bound(tag));
+    else
+      outstanding_.erase(tag);
+    return true;
+  }
 };
 
 struct FakeBroker {
@@ -173,10 +187,13 @@ inline void FakeSession::on_method(uint16_t ch, const amqp::Method& m) {
   } else if (auto* a = std::get_if<amqp::BasicAck>(&m)) {
     line += " " + std::to_string(a->delivery_tag);
     if (a->multiple) line += " multiple";
+    if (!settle_tag(a->delivery_tag, a->multiple)) line += " UNKNOWN-TAG";
   } else if (auto* n = std::get_if<amqp::BasicNack>(&m)) {
     line += " " + std::to_string(n->delivery_tag) + (n->requeue ? " requeue" : " drop");
+    if (!settle_tag(n->delivery_tag, n->multiple)) line += " UNKNOWN-TAG";
   } else if (auto* r = std::get_if<amqp::BasicReject>(&m)) {
     line += " " + std::to_string(r->delivery_tag) + (r->requeue ? " requeue" : " drop");
+    if (!settle_tag(r->delivery_tag, false)) line += " UNKNOWN-TAG";
   }
   log.push_back(std::move(line));
 }

@@ -442,6 +442,41 @@ TEST_F(BrokerServices, DoubleAckClosesTheConsumeChannelWhichRecovers) {
   });
 }
 
+// Acks in any order, some coalesced into one `multiple` ack: RabbitMQ must
+// accept every one (it closes the channel on a tag it no longer holds).
+TEST_F(BrokerServices, AcksInAnyOrderCoalesceWithoutUnknownTags) {
+  std::string q = prefix_;
+  Client& c = make(settings("ackorder"), q);
+  ASSERT_TRUE(wait_loop([&] { return c.readies == 1; }));
+  Confirms confirms;
+  on_loop([&] {
+    for (int i = 1; i <= 6; ++i)
+      c.broker->publish("", q, Bytes::copy(std::to_string(i)), {}, confirms.fn());
+  });
+  ASSERT_TRUE(wait_loop([&] { return c.seen.size() == 6; }));
+  on_loop([&] {
+    EXPECT_TRUE(c.broker->ack(c.seen[2].tag));
+    EXPECT_TRUE(c.broker->ack(c.seen[0].tag));
+    EXPECT_TRUE(c.broker->ack(c.seen[1].tag));
+    EXPECT_TRUE(c.broker->reject(c.seen[4].tag, false));
+  });
+  on_loop([&] {
+    EXPECT_TRUE(c.broker->ack(c.seen[3].tag));
+    EXPECT_TRUE(c.broker->ack(c.seen[5].tag));
+    EXPECT_EQ(c.broker->unacked(), 0u);
+  });
+  // Nothing left unacknowledged at the broker, and the channel never closed.
+  std::optional<std::string> list;
+  for (int i = 0; i < 100; ++i) {
+    list = rabbitmqctl("list_queues name messages messages_unacknowledged --no-table-headers");
+    ASSERT_TRUE(list);
+    if (list->find(q + "\t0\t0") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(list->find(q + "\t0\t0"), std::string::npos) << *list;
+  on_loop([&] { EXPECT_EQ(c.broker->stats().channel_closes, 0u); });
+}
+
 TEST_F(BrokerServices, InequivalentDeclareIsReportedAndOthersKeepWorking) {
   std::string q = prefix_;
   Client& c = make(settings("inequivalent"), q);
