@@ -352,6 +352,49 @@ def test_row_through_postgresql(service, on_loop):
             cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+def test_without_sqlalchemy_the_connection_is_dbapi_and_without_psycopg2_none(service):
+    s = service(routes=('"psycopg2"', '"None"'))
+    table = f"py_dbapi_{uuid.uuid4().hex[:8]}"
+    with postgres() as db, db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} (request bigint PRIMARY KEY)")
+    try:
+        s.start(
+            f"""
+            import sys
+            sys.modules["sqlalchemy"] = None  # as if python3-sqlalchemy were not installed
+            from slingshot_microservice import Microservice
+            def process(request, read_file, write_file, connection):
+                with connection.cursor() as cur:  # DB-API 2.0 (psycopg2)
+                    cur.execute("INSERT INTO {table} VALUES (%s)", (request,))
+                connection.commit()
+                yield (request, type(connection).__module__.split(".")[0])
+            """
+        )
+        s.publish(1, 2)
+        assert s.bodies(s.queues['"psycopg2"'], 2) == [1, 2]
+        s.stop()
+        with postgres() as db, db.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            assert cur.fetchone()[0] == 2
+    finally:
+        with postgres() as db, db.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    s.start(
+        """
+        import sys
+        sys.modules["psycopg2"] = None  # neither driver
+        from slingshot_microservice import Microservice
+        def process(request, read_file, write_file, connection):
+            yield (request, repr(connection))
+        """
+    )
+    s.publish(3)
+    assert s.bodies(s.queues['"None"'], 1) == [3]
+    s.stop()
+    assert "install python3-psycopg2" in s.log_text()
+
+
 @pytest.mark.parametrize("on_loop", [False, True], ids=["workers", "process_on_loop"])
 def test_raising_process_fails_only_that_message(service, on_loop):
     s = service()
