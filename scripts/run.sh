@@ -57,22 +57,19 @@ printf '{"in": "upper-in", "out": [{"case": true, "queues": ["upper-long"]}, {"c
 mkdir -p "$CONFIG_DIR/upper"
 echo ember-in >"$CONFIG_DIR/upper/in"
 echo ember-out >"$CONFIG_DIR/upper/out"
-EMBER_METRICS=127.0.0.1:0 "$BUILD/examples/ember-queue-upper" "$CONFIG_HOST" &
-upper_pid=$!
-/usr/bin/python3 "$ROOT/examples/queue/driver.py"
-kill -TERM "$upper_pid"
-rc=0
-wait "$upper_pid" || rc=$?
-echo "upper exited with status $rc after SIGTERM (0: the work in flight was finished)"
+# Runs one `upper` service (the command), drives it, stops it with SIGTERM.
+run_upper() {
+  "$@" &
+  local pid=$! rc=0
+  /usr/bin/python3 "$ROOT/examples/queue/driver.py"
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  echo "upper exited with status $rc after SIGTERM (0: the work in flight was finished)"
+}
+run_upper env EMBER_METRICS=127.0.0.1:0 "$BUILD/examples/ember-queue-upper" "$CONFIG_HOST"
 if [ -d "$BUILD/python/slingshot_microservice" ]; then
   log "queue: the same microservice in Python (slingshot_microservice on Ember)"
-  PYTHONPATH="$BUILD/python" /usr/bin/python3 "$ROOT/examples/queue/upper.py" "$CONFIG_HOST" &
-  upper_pid=$!
-  /usr/bin/python3 "$ROOT/examples/queue/driver.py"
-  kill -TERM "$upper_pid"
-  rc=0
-  wait "$upper_pid" || rc=$?
-  echo "upper.py exited with status $rc after SIGTERM"
+  run_upper env PYTHONPATH="$BUILD/python" /usr/bin/python3 "$ROOT/examples/queue/upper.py" "$CONFIG_HOST"
 fi
 stop_services
 trap - EXIT

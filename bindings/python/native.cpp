@@ -13,6 +13,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "ember/queue.hpp"
@@ -67,6 +68,16 @@ void blocking(F&& f) {
   }
 }
 
+// A one-dimensional byte view of a Python buffer (bytes, bytearray,
+// memoryview); valid while `info` lives.
+template <class Byte>
+std::span<Byte> byte_view(const py::buffer& buffer, py::buffer_info& info, const char* what) {
+  info = buffer.request(!std::is_const_v<Byte>);
+  if (info.ndim != 1 || info.itemsize != 1)
+    throw py::type_error(std::string(what) + " needs a contiguous byte buffer");
+  return {static_cast<Byte*>(info.ptr), static_cast<size_t>(info.size)};
+}
+
 // One process() call: the C++ file functions are valid only while it runs.
 struct CallState {
   uint64_t request = 0;
@@ -90,10 +101,8 @@ class NativeInput {
   // Fills the buffer from the object; 0 at its end.
   size_t readinto(const py::buffer& buffer) {
     call_->check();
-    py::buffer_info info = buffer.request(true);
-    if (info.ndim != 1 || info.itemsize != 1)
-      throw py::type_error("readinto needs a contiguous byte buffer");
-    std::span<uint8_t> out(static_cast<uint8_t*>(info.ptr), static_cast<size_t>(info.size));
+    py::buffer_info info;
+    std::span<uint8_t> out = byte_view<uint8_t>(buffer, info, "readinto");
     size_t n = 0;
     blocking([&] { n = file_->read(out); });
     consumed_ += n;
@@ -137,11 +146,8 @@ class NativeOutput {
 
   size_t write(const py::buffer& buffer) {
     call_->check();
-    py::buffer_info info = buffer.request();
-    if (info.ndim != 1 || info.itemsize != 1)
-      throw py::type_error("write needs a contiguous byte buffer");
-    std::span<const uint8_t> data(static_cast<const uint8_t*>(info.ptr),
-                                  static_cast<size_t>(info.size));
+    py::buffer_info info;
+    std::span<const uint8_t> data = byte_view<const uint8_t>(buffer, info, "write");
     blocking([&] { file_->write(data); });
     return data.size();
   }

@@ -283,11 +283,10 @@ struct Broker::Impl final : amqp::ClientHandler {
   void flush_acks() {
     if (ack_upto_ == 0 || !client) return;
     uint64_t upto = std::exchange(ack_upto_, 0);
-    uint64_t only = std::exchange(ack_only_, 0);
-    ack_deferred_ = 0;
+    bool alone = std::exchange(ack_deferred_, 0) == 1;
     if (!consume_usable()) return;  // the channel went: its tags are stale
-    // One deferred ack goes alone: the tags after it may be settled already.
-    auto st = only ? client->ack(kConsumeChannel, only) : client->ack(kConsumeChannel, upto, true);
+    // `upto` is the last deferred ack; a lone one needs no `multiple`.
+    auto st = client->ack(kConsumeChannel, upto, !alone);
     if (!st)
       EMBER_WARN(kLog, "cannot settle deliveries", {"up_to_delivery_tag", upto},
                  {"error", st.error().describe()});
@@ -498,7 +497,7 @@ struct Broker::Impl final : amqp::ClientHandler {
     consume_open = false;
     unacked_ = 0;
     outstanding_.clear();
-    ack_upto_ = ack_only_ = 0;
+    ack_upto_ = 0;
     ack_deferred_ = 0;
     sync.clear();
     for (auto& c : consumers)
@@ -673,7 +672,7 @@ struct Broker::Impl final : amqp::ClientHandler {
           // after it were acked on their own already, and the broker
           // refuses a multiple ack that names a tag it no longer holds.
           ack_upto_ = tag.value;
-          ack_only_ = ack_deferred_++ == 0 ? tag.value : 0;
+          ++ack_deferred_;
           if (unacked_ > 0) --unacked_;
           if (conn) conn->want_write();
           if (unacked_ == 0) flush_acks();  // nothing to wait for (and close may follow)
@@ -954,7 +953,6 @@ struct Broker::Impl final : amqp::ClientHandler {
   size_t unacked_ = 0;
   OutstandingTags outstanding_;  // this epoch's deliveries not yet acked on the wire
   uint64_t ack_upto_ = 0;        // a basic.ack multiple owed at the next flush (0: none)
-  uint64_t ack_only_ = 0;        // ...or just this tag, when it is the one deferred
   size_t ack_deferred_ = 0;      // acks deferred since the last flush
   bool consume_open = false;
   bool setup_pending = false;

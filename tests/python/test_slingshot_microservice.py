@@ -6,6 +6,7 @@ microservice program, runs it as its own process, and checks what reached
 RabbitMQ (pika), S3 (boto3) and PostgreSQL (psycopg2): peers written elsewhere.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +67,24 @@ def postgres():
         password=os.environ["PGPASSWORD"],
         dbname=os.environ["PGDATABASE"],
     )
+
+
+@contextlib.contextmanager
+def scratch_table(prefix, columns):
+    """A PostgreSQL table for one test, dropped afterwards."""
+    table = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with postgres() as db, db.cursor() as cur:
+        cur.execute(f"CREATE TABLE {table} ({columns})")
+    try:
+        yield table
+    finally:
+        with postgres() as db, db.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def header_text(props, name):
+    value = props.headers[name]
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def rabbitmqctl(*args):
@@ -308,8 +327,7 @@ def test_missing_object_fails_the_request_with_the_reason(service):
     s.publish(987654321987)
     [(body, props)] = s.take(f"{s.name}.dead-letter", 1)
     assert body == "987654321987"
-    error = props.headers["x-ember-error"]
-    error = error.decode() if isinstance(error, bytes) else error
+    error = header_text(props, "x-ember-error")
     assert "LookupError: no input" in error and "987654321987" in error
     s.stop()
 
@@ -317,10 +335,7 @@ def test_missing_object_fails_the_request_with_the_reason(service):
 @pytest.mark.parametrize("on_loop", [False, True], ids=["workers", "process_on_loop"])
 def test_row_through_postgresql(service, on_loop):
     s = service()
-    table = f"py_rows_{uuid.uuid4().hex[:8]}"
-    with postgres() as db, db.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (request bigint PRIMARY KEY, via text)")
-    try:
+    with scratch_table("py_rows", "request bigint PRIMARY KEY, via text") as table:
         s.start(
             f"""
             from sqlalchemy import text
@@ -347,17 +362,11 @@ def test_row_through_postgresql(service, on_loop):
             rows = cur.fetchall()
         assert [r for r, _ in rows] == [1, 2, 3, 4, 5, 6, 8, 9, 10]
         assert {v for _, v in rows} == {"Connection"}
-    finally:
-        with postgres() as db, db.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def test_without_sqlalchemy_the_connection_is_dbapi_and_without_psycopg2_none(service):
     s = service(routes=('"psycopg2"', '"None"'))
-    table = f"py_dbapi_{uuid.uuid4().hex[:8]}"
-    with postgres() as db, db.cursor() as cur:
-        cur.execute(f"CREATE TABLE {table} (request bigint PRIMARY KEY)")
-    try:
+    with scratch_table("py_dbapi", "request bigint PRIMARY KEY") as table:
         s.start(
             f"""
             import sys
@@ -376,9 +385,6 @@ def test_without_sqlalchemy_the_connection_is_dbapi_and_without_psycopg2_none(se
         with postgres() as db, db.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM {table}")
             assert cur.fetchone()[0] == 2
-    finally:
-        with postgres() as db, db.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     s.start(
         """
@@ -413,8 +419,7 @@ def test_raising_process_fails_only_that_message(service, on_loop):
     assert s.bodies(s.queues["true"], 6) == [10, 11, 12, 14, 15, 16]
     [(body, props)] = s.take(f"{s.name}.dead-letter", 1)
     assert body == "13"
-    error = props.headers["x-ember-error"]
-    error = error.decode() if isinstance(error, bytes) else error
+    error = header_text(props, "x-ember-error")
     assert "Traceback" in error and "ValueError: unlucky 13" in error
     code, stats = s.stop()
     assert code == 0
@@ -438,8 +443,7 @@ def test_results_that_are_not_id_case_pairs_fail_clearly(service):
     assert s.bodies(s.queues["true"], 1) == [6]
     errors = {}
     for body, props in s.take(f"{s.name}.dead-letter", 5):
-        e = props.headers["x-ember-error"]
-        errors[int(body)] = e.decode() if isinstance(e, bytes) else e
+        errors[int(body)] = header_text(props, "x-ember-error")
     assert "the id is a str, not an int" in errors[1]
     assert "a case is a bool, an int or a str" in errors[2]
     assert "not an (id, case) tuple" in errors[3]
