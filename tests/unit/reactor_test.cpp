@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -134,18 +135,27 @@ struct TempDir {
   std::string path;
 };
 
-// Listening TCP sockets on `port` in this network namespace.
+// Listening TCP sockets on `port` that this process owns. Other processes
+// (tests running in parallel) may hold SO_REUSEPORT sockets on the same port
+// number: the kernel can hand a port of another reuseport group to bind(0).
 int listeners_on(uint16_t port) {
+  std::set<std::string> ours;  // socket inodes among our file descriptors
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (!ec && target.starts_with("socket:[")) ours.insert(target.substr(8, target.size() - 9));
+  }
   std::ifstream f("/proc/net/tcp");
   std::string line;
   std::getline(f, line);
   int count = 0;
   while (std::getline(f, line)) {
     std::istringstream in(line);
-    std::string slot, local, remote, state;
-    in >> slot >> local >> remote >> state;
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    in >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+        inode;
     unsigned p = std::stoul(local.substr(local.find(':') + 1), nullptr, 16);
-    if (p == port && state == "0A") ++count;
+    if (p == port && state == "0A" && ours.count(inode)) ++count;
   }
   return count;
 }
