@@ -33,16 +33,6 @@ grpc::Status transport_error(const Error& e) {
   return grpc::Status{grpc::StatusCode::unavailable, e.message};
 }
 
-Expected<CallResult, grpc::Status> decode_result(const std::optional<Bytes>& message) {
-  ::ember::wire::flame::v1::Result pb;
-  if (message && !pb.ParseFromArray(message->data(), static_cast<int>(message->size())))
-    return grpc::Status{grpc::StatusCode::internal, "malformed flame.v1.Result from the service"};
-  CallResult r;
-  r.return_code = pb.return_code();
-  if (pb.has_message()) r.message = pb.message();
-  return r;
-}
-
 }  // namespace
 
 // ---- InstanceClient ----------------------------------------------------------
@@ -214,13 +204,13 @@ Expected<CallResult, grpc::Status> InstanceClient::enter(const std::string& sess
   if (common_data) pb.set_common_data(common_data->to_string());
   auto r = call_raw(kEnter, Bytes::from(pb.SerializeAsString()));
   if (!r) return r.error();
-  return decode_result(*r);
+  return decode_call_result(*r);
 }
 
 Expected<CallResult, grpc::Status> InstanceClient::leave() {
   auto r = call_raw(kLeave, Bytes());
   if (!r) return r.error();
-  return decode_result(*r);
+  return decode_call_result(*r);
 }
 
 Expected<TaskOutcome, grpc::Status> InstanceClient::invoke(std::string_view task_id,

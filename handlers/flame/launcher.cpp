@@ -246,17 +246,14 @@ grpc::Channel::Options channel_options(const InstanceChannelOptions& o) {
   return c;
 }
 
-Expected<CallResult, grpc::Status> decode_result(const std::optional<Bytes>& message) {
-  ::ember::wire::flame::v1::Result pb;
-  if (message && !pb.ParseFromArray(message->data(), static_cast<int>(message->size())))
-    return grpc::Status{grpc::StatusCode::internal, "malformed flame.v1.Result from the service"};
-  CallResult r;
-  r.return_code = pb.return_code();
-  if (pb.has_message()) r.message = pb.message();
-  return r;
-}
-
 }  // namespace
+
+Expected<CallResult, grpc::Status> decode_call_result(const std::optional<Bytes>& message) {
+  if (!message) return CallResult{};
+  auto r = wire::decode_result(*message);
+  if (!r) return grpc::Status{grpc::StatusCode::internal, r.error() + " from the service"};
+  return std::move(*r);
+}
 
 InstanceChannel::InstanceChannel(Loop& loop, std::string socket_path,
                                  InstanceChannelOptions options)
@@ -282,7 +279,7 @@ void InstanceChannel::enter(const std::string& session_id, const ApplicationInfo
   channel_.unary(kEnter, Bytes::from(pb.SerializeAsString()),
                  [done = std::move(done)](grpc::Status s, std::optional<Bytes> m) {
                    if (!s.ok()) return done(std::move(s));
-                   done(decode_result(m));
+                   done(decode_call_result(m));
                  },
                  {options_.call_timeout});
 }
@@ -291,7 +288,7 @@ void InstanceChannel::leave(ResultFn done) {
   channel_.unary(kLeave, Bytes(),
                  [done = std::move(done)](grpc::Status s, std::optional<Bytes> m) {
                    if (!s.ok()) return done(std::move(s));
-                   done(decode_result(m));
+                   done(decode_call_result(m));
                  },
                  {options_.call_timeout});
 }

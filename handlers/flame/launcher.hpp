@@ -105,11 +105,10 @@ struct InstanceChannelOptions {
   std::chrono::milliseconds call_timeout{0};  // 0: none, as the executor
 };
 
-// flame.v1.Result
-struct CallResult {
-  int32_t return_code = 0;
-  std::optional<std::string> message;
-};
+// A Result reply of either edition (a wrapped one's attributes included).
+using CallResult = wire::CallOutcome;
+// A Result reply as a CallResult; malformed bytes are an INTERNAL status.
+Expected<CallResult, grpc::Status> decode_call_result(const std::optional<Bytes>& message);
 
 using wire::TaskOutcome;
 

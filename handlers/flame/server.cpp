@@ -29,6 +29,7 @@ class ServiceAdapter {
   virtual bool is_async() const noexcept = 0;
   virtual TaskResult invoke(TaskContext ctx) = 0;
   virtual void invoke_async(TaskContext ctx, TaskCompletion done) = 0;
+  virtual AttributePublisher& publisher() noexcept = 0;
 };
 
 class InstanceConnection;
@@ -99,7 +100,9 @@ constexpr http2::ServerConnectionOptions kConnectionOptions = {
 class InstanceConnection final : public grpc::ServerConnection {
  public:
   InstanceConnection(Loop& loop, Instance& instance, const grpc::ServerOptions& options)
-      : ServerConnection(loop, kConnectionOptions, options), instance_(instance) {}
+      : ServerConnection(loop, kConnectionOptions, options),
+        instance_(instance),
+        wrapped_(instance.options.wire == WireMode::wrapped) {}
 
   // Called on the loop thread when an async task has its answer.
   void finish_task(PendingTask* p) {
@@ -156,6 +159,7 @@ class InstanceConnection final : public grpc::ServerConnection {
     auto ctx = wire::decode_session_context(call.request());
     if (!ctx && ctx.error().kind == wire::DecodeError::Kind::malformed)
       return reject(call, grpc::StatusCode::internal, ctx.error().message);
+    if (ctx && wire::shows_wrapped_wire(*ctx)) use_wrapped_wire("the session context");
     Status status = [&]() -> Status {
       if (!ctx) return FlameError::invalid_config(ctx.error().message);
       EMBER_INFO("ember.flame", "session entered", {"session_id", ctx->session_id},
@@ -166,7 +170,19 @@ class InstanceConnection final : public grpc::ServerConnection {
     }();
     if (!status)
       EMBER_WARN("ember.flame", "session enter failed", {"error", status.error().to_string()});
-    reply_result(call, status);
+    if (!wrapped_) return reply_result(call, status);
+    // A failed enter leaves the attributes for the next reply.
+    std::vector<std::string> attributes;
+    if (status) attributes = instance_.service.publisher().take();
+    respond(call, {}, wire::encode_session_enter_reply(status, attributes));
+  }
+
+  // From here on this connection answers in Flame main's wrapped edition.
+  void use_wrapped_wire(std::string_view evidence) {
+    if (wrapped_ || instance_.options.wire == WireMode::v0_6_0) return;
+    wrapped_ = true;
+    EMBER_INFO("ember.flame", "executor speaks Flame main's wire: replies are wrapped",
+               {"evidence", evidence});
   }
 
   void leave(grpc::ServerCall& call) {
@@ -182,6 +198,7 @@ class InstanceConnection final : public grpc::ServerConnection {
   void invoke(grpc::ServerCall& call) {
     auto ctx = wire::decode_task_context(call.request());
     if (!ctx) return reject(call, grpc::StatusCode::internal, ctx.error());
+    if (!ctx->workspace.empty() && !wrapped_) use_wrapped_wire("a task context's workspace");
     ++instance_.tasks;
     EMBER_TRACE("ember.flame", "task", {"task_id", ctx->task_id},
                 {"input_bytes", ctx->input ? ctx->input->size() : 0});
@@ -267,7 +284,21 @@ class InstanceConnection final : public grpc::ServerConnection {
                   {"error", result.error().message()});
       enc = wire::encode_task_failure(result.error().to_string());
     }
-    if (enc.size() > instance_.options.max_output_bytes) {
+    std::vector<std::string> attributes;
+    AttributePublisher& publisher = instance_.service.publisher();
+    if (publisher.pending() > 0) {
+      if (wrapped_) {
+        attributes = publisher.take();
+      } else if (!attributes_unsent_logged_) {
+        attributes_unsent_logged_ = true;
+        EMBER_WARN("ember.flame",
+                   "the service published executor attributes, which Flame v0.6.0's replies "
+                   "cannot carry; they wait. Set EMBER_FLAME_WIRE=wrapped if the executor "
+                   "runs Flame's main branch",
+                   {"pending", publisher.pending()});
+      }
+    }
+    if (enc.size() + wire::attributes_size(attributes) > instance_.options.max_output_bytes) {
       ++instance_.failed;
       std::string msg = "task output is " + std::to_string(enc.body.size()) +
                         " bytes; the executor accepts responses up to " +
@@ -278,6 +309,7 @@ class InstanceConnection final : public grpc::ServerConnection {
                  {"output_bytes", enc.body.size()}, {"limit", instance_.options.max_output_bytes});
       enc = wire::encode_task_failure(msg);
     }
+    if (wrapped_) enc = wire::wrap_task_result(std::move(enc), attributes);
     respond(call, enc.head_span(), std::move(enc.body));
   }
 
@@ -303,6 +335,8 @@ class InstanceConnection final : public grpc::ServerConnection {
   }
 
   Instance& instance_;
+  bool wrapped_;  // answering in Flame main's wrapped edition
+  bool attributes_unsent_logged_ = false;
 };
 
 class SyncAdapter final : public ServiceAdapter {
@@ -310,6 +344,7 @@ class SyncAdapter final : public ServiceAdapter {
   explicit SyncAdapter(FlameService& s) : s_(s) {}
   Status enter(const SessionContext& ctx) override { return s_.on_session_enter(ctx); }
   Status leave() override { return s_.on_session_leave(); }
+  AttributePublisher& publisher() noexcept override { return s_.publisher(); }
   bool is_async() const noexcept override { return false; }
   TaskResult invoke(TaskContext ctx) override { return s_.on_task_invoke(std::move(ctx)); }
   void invoke_async(TaskContext, TaskCompletion) override {}
@@ -323,6 +358,7 @@ class AsyncAdapter final : public ServiceAdapter {
   explicit AsyncAdapter(AsyncFlameService& s) : s_(s) {}
   Status enter(const SessionContext& ctx) override { return s_.on_session_enter(ctx); }
   Status leave() override { return s_.on_session_leave(); }
+  AttributePublisher& publisher() noexcept override { return s_.publisher(); }
   bool is_async() const noexcept override { return true; }
   TaskResult invoke(TaskContext) override {
     return FlameError::internal("async service invoked synchronously");

@@ -92,6 +92,18 @@ Expected<RunOptions, std::string> RunOptions::from_env() {
              "\" is not a duration (examples: 30000, 30s, 2m; 0 waits forever)";
     o.drain_timeout = std::chrono::milliseconds(*ms);
   }
+  if (auto text = config::env("EMBER_FLAME_WIRE")) {
+    if (*text == "auto")
+      o.wire = WireMode::automatic;
+    else if (*text == "v0.6.0" || *text == "v0.6")
+      o.wire = WireMode::v0_6_0;
+    else if (*text == "wrapped" || *text == "main")
+      o.wire = WireMode::wrapped;
+    else
+      return "EMBER_FLAME_WIRE=\"" + *text +
+             "\" is not a wire edition: use auto (v0.6.0 unless the executor sends tokens or a "
+             "workspace), v0.6.0 (Flame's release), or wrapped (Flame's main branch)";
+  }
   return o;
 }
 

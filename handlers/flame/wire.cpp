@@ -6,6 +6,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include "ember_flame_main_wire.pb.h"
 #include "ember_flame_wire.pb.h"
 
 namespace ember::flame::wire {
@@ -92,7 +93,7 @@ Expected<TaskContext, std::string> decode_task_context(const Bytes& message) {
     uint32_t field = tag >> 3;
     uint32_t type = tag & 7;
     if (tag == 0 || field == 0) return std::string("malformed TaskContext: invalid field tag");
-    if (field == 1 || field == 2 || field == 4) {
+    if (field == 1 || field == 2 || field == 4 || field == 5) {
       if (type != WireFormatLite::WIRETYPE_LENGTH_DELIMITED)
         return "malformed TaskContext: field " + std::to_string(field) + " has wire type " +
                std::to_string(type) + ", expected 2 (length-delimited)";
@@ -102,11 +103,12 @@ Expected<TaskContext, std::string> decode_task_context(const Bytes& message) {
       if (field == 4) {
         ctx.input = message.slice(off, len);
       } else {
+        static constexpr std::string_view kNames[] = {"", "task_id", "session_id",
+                                                      "", "",        "workspace"};
         std::string_view view(reinterpret_cast<const char*>(base + off), len);
         if (!valid_utf8(view))
-          return "malformed TaskContext: " + std::string(field == 1 ? "task_id" : "session_id") +
-                 " is not valid UTF-8";
-        (field == 1 ? ctx.task_id : ctx.session_id) = view;
+          return "malformed TaskContext: " + std::string(kNames[field]) + " is not valid UTF-8";
+        (field == 1 ? ctx.task_id : field == 2 ? ctx.session_id : ctx.workspace) = view;
       }
     } else if (!WireFormatLite::SkipField(&in, tag)) {
       return "malformed TaskContext: unknown field " + std::to_string(field) + " is truncated";
@@ -135,6 +137,50 @@ EncodedMessage encode_task_failure(std::string_view message) {
   n += put_varint(r.head + n, message.size());
   r.head_len = n;
   r.body = Bytes::copy(message);
+  return r;
+}
+
+size_t attributes_size(std::span<const std::string> attributes) {
+  if (attributes.empty()) return 0;
+  uint8_t varint[10];
+  size_t inner = 0;
+  for (const std::string& a : attributes)
+    inner += 1 + put_varint(varint, a.size()) + a.size();
+  return 1 + put_varint(varint, inner) + inner;
+}
+
+EncodedMessage wrap_task_result(EncodedMessage task_result,
+                                std::span<const std::string> attributes) {
+  EncodedMessage r;
+  uint8_t field1[11];
+  field1[0] = 0x0A;  // task_result: field 1, length-delimited
+  size_t field1_len = 1 + put_varint(field1 + 1, task_result.size());
+  if (attributes.empty() && field1_len + task_result.head_len <= EncodedMessage::kMaxHead) {
+    std::memcpy(r.head, field1, field1_len);
+    std::memcpy(r.head + field1_len, task_result.head, task_result.head_len);
+    r.head_len = field1_len + task_result.head_len;
+    r.body = std::move(task_result.body);
+    return r;
+  }
+  std::string all;
+  all.reserve(field1_len + task_result.size() + attributes_size(attributes));
+  all.append(reinterpret_cast<const char*>(field1), field1_len);
+  all.append(reinterpret_cast<const char*>(task_result.head), task_result.head_len);
+  all.append(reinterpret_cast<const char*>(task_result.body.data()), task_result.body.size());
+  if (!attributes.empty()) {
+    uint8_t varint[10];
+    size_t inner = 0;
+    for (const std::string& a : attributes)
+      inner += 1 + put_varint(varint, a.size()) + a.size();
+    all.push_back(0x12);  // attributes: field 2, length-delimited
+    all.append(reinterpret_cast<const char*>(varint), put_varint(varint, inner));
+    for (const std::string& a : attributes) {
+      all.push_back(0x0A);  // ExecutorAttributes.attr: field 1, bytes
+      all.append(reinterpret_cast<const char*>(varint), put_varint(varint, a.size()));
+      all.append(a);
+    }
+  }
+  r.body = Bytes::from(std::move(all));
   return r;
 }
 
@@ -170,9 +216,58 @@ EncodedMessage encode_task_context(std::string_view task_id, std::string_view se
   return m;
 }
 
-Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
-  if (message.size() > static_cast<size_t>(INT32_MAX))
-    return std::string("TaskResult larger than 2 GiB");
+namespace {
+
+// The first field tells the editions apart: TaskResult and Result start with
+// a varint return_code (or with nothing, when it is 0), the wrappers with a
+// length-delimited message. Encoders write fields in order, prost included.
+bool starts_wrapped(const Bytes& message) {
+  return !message.empty() && message.data()[0] == 0x0A;
+}
+
+// ExecutorAttributes{1 repeated bytes attr}, appended to `out`.
+bool decode_attributes(const Bytes& message, std::vector<std::string>* out) {
+  CodedInputStream in(message.data(), static_cast<int>(message.size()));
+  while (!in.ExpectAtEnd()) {
+    uint32_t tag = in.ReadTag();
+    if (tag == 0 || (tag >> 3) == 0) return false;
+    if (tag == 0x0A) {
+      size_t off, len;
+      if (!read_view(in, message.data(), &off, &len)) return false;
+      out->emplace_back(message.view().substr(off, len));
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// A wrapper's fields: 1 the wrapped message (a view), 2 the attributes.
+Expected<Bytes, std::string> unwrap(const Bytes& message, std::string_view what,
+                                    std::vector<std::string>* attributes) {
+  CodedInputStream in(message.data(), static_cast<int>(message.size()));
+  Bytes inner;
+  while (!in.ExpectAtEnd()) {
+    uint32_t tag = in.ReadTag();
+    uint32_t field = tag >> 3;
+    if (tag == 0 || field == 0) return "malformed " + std::string(what) + ": invalid field tag";
+    if ((field == 1 || field == 2) && (tag & 7) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      size_t off, len;
+      if (!read_view(in, message.data(), &off, &len))
+        return "malformed " + std::string(what) + ": truncated field " + std::to_string(field);
+      if (field == 1) {
+        inner = message.slice(off, len);
+      } else if (!decode_attributes(message.slice(off, len), attributes)) {
+        return "malformed " + std::string(what) + ": bad ExecutorAttributes";
+      }
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return "malformed " + std::string(what) + ": truncated unknown field";
+    }
+  }
+  return inner;
+}
+
+Expected<TaskOutcome, std::string> decode_plain_task_result(const Bytes& message) {
   CodedInputStream in(message.data(), static_cast<int>(message.size()));
   TaskOutcome out;
   while (!in.ExpectAtEnd()) {
@@ -198,24 +293,64 @@ Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
   return out;
 }
 
+}  // namespace
+
+Expected<TaskOutcome, std::string> decode_task_result(const Bytes& message) {
+  if (message.size() > static_cast<size_t>(INT32_MAX))
+    return std::string("TaskResult larger than 2 GiB");
+  if (!starts_wrapped(message)) return decode_plain_task_result(message);
+  std::vector<std::string> attributes;
+  auto inner = unwrap(message, "OnTaskInvokeResponse", &attributes);
+  if (!inner) return inner.error();
+  auto out = decode_plain_task_result(*inner);
+  if (out) out->attributes = std::move(attributes);
+  return out;
+}
+
+Expected<CallOutcome, std::string> decode_result(const Bytes& message) {
+  CallOutcome out;
+  Bytes result = message;
+  if (starts_wrapped(message)) {
+    auto inner = unwrap(message, "OnSessionEnterResponse", &out.attributes);
+    if (!inner) return inner.error();
+    result = std::move(*inner);
+  }
+  ::ember::wire::flame::v1::Result pb;
+  if (!pb.ParseFromArray(result.data(), static_cast<int>(result.size())))
+    return std::string("malformed flame.v1.Result");
+  out.return_code = pb.return_code();
+  if (pb.has_message()) out.message = pb.message();
+  return out;
+}
+
 Expected<SessionContext, DecodeError> decode_session_context(const Bytes& message) {
-  ::ember::wire::flame::v1::SessionContext pb;
+  // Main's edition is a superset of v0.6.0's by field number: one parser for both.
+  ::ember::wire::flame::main::SessionContext pb;
   if (!pb.ParseFromArray(message.data(), static_cast<int>(message.size())))
     return DecodeError{DecodeError::Kind::malformed, "malformed SessionContext"};
   SessionContext ctx;
-  ctx.session_id = pb.session_id();
+  ctx.session_id = pb.session();
   if (!pb.has_application())
     return DecodeError{DecodeError::Kind::invalid, "SessionContext has no application"};
   const auto& app = pb.application();
   ctx.application.name = app.name();
-  ctx.application.shim = app.shim() == ::ember::wire::flame::v1::Wasm ? Shim::Wasm : Shim::Host;
+  ctx.application.shim = app.shim() == ::ember::wire::flame::main::Wasm  ? Shim::Wasm
+                         : app.shim() == ::ember::wire::flame::main::Cri ? Shim::Cri
+                                                                         : Shim::Host;
   if (app.has_image()) ctx.application.image = app.image();
   if (app.has_command()) ctx.application.command = app.command();
   if (app.has_working_directory()) ctx.application.working_directory = app.working_directory();
   if (app.has_url()) ctx.application.url = app.url();
   if (app.has_installer()) ctx.application.installer = app.installer();
+  ctx.application.workspace = app.workspace();
   if (pb.has_common_data()) ctx.common_data = Bytes::from(std::move(*pb.mutable_common_data()));
+  ctx.tokens.insert(pb.tokens().begin(), pb.tokens().end());
+  ctx.workspace = pb.workspace();
   return ctx;
+}
+
+bool shows_wrapped_wire(const SessionContext& ctx) noexcept {
+  return !ctx.tokens.empty() || !ctx.workspace.empty() || !ctx.application.workspace.empty();
 }
 
 Bytes encode_result(const Status& status) {
@@ -223,6 +358,21 @@ Bytes encode_result(const Status& status) {
   if (!status) {
     pb.set_return_code(-1);
     pb.set_message(status.error().to_string());
+  }
+  return Bytes::from(pb.SerializeAsString());
+}
+
+Bytes encode_session_enter_reply(const Status& status, std::span<const std::string> attributes) {
+  ::ember::wire::flame::main::OnSessionEnterResponse pb;
+  auto* result = pb.mutable_result();
+  if (!status) {
+    result->set_return_code(-1);
+    result->set_message(status.error().to_string());
+  }
+  if (!attributes.empty()) {
+    auto* attrs = pb.mutable_attributes();
+    for (const std::string& a : attributes)
+      attrs->add_attr(a);
   }
   return Bytes::from(pb.SerializeAsString());
 }

@@ -17,12 +17,19 @@
 // AsyncFlameService and complete from its own thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <vector>
 
 #include "ember/bytes.hpp"
 #include "ember/expected.hpp"
@@ -58,7 +65,7 @@ using TaskInput = Bytes;
 using TaskOutput = Bytes;
 using CommonData = Bytes;
 
-enum class Shim { Host = 0, Wasm = 1 };
+enum class Shim { Host = 0, Wasm = 1, Cri = 3 };  // Cri: Flame main only
 
 struct ApplicationContext {
   std::string name;
@@ -68,12 +75,17 @@ struct ApplicationContext {
   std::optional<std::string> working_directory;
   std::optional<std::string> url;
   std::optional<std::string> installer;
+  std::string workspace;  // Flame main's wire only; empty otherwise
 };
 
 struct SessionContext {
   std::string session_id;
   ApplicationContext application;
   std::optional<CommonData> common_data;
+  // Flame main's wire only (empty under v0.6.0): session-scoped service
+  // credentials, and the workspace the session belongs to.
+  std::map<std::string, std::string> tokens;
+  std::string workspace;
 };
 
 // One task. The views and `input` point into the buffer the request arrived
@@ -84,6 +96,7 @@ struct TaskContext {
   std::string_view task_id;
   std::string_view session_id;
   std::optional<TaskInput> input;  // absent vs empty are distinct on the wire
+  std::string_view workspace;      // Flame main's wire only
 
   TaskContext() = default;
   // Used by Ember's decoder: `request` backs the views.
@@ -122,6 +135,40 @@ class TaskCompletion {
   detail::PendingTask* pending_;
 };
 
+// Executor attributes (Flame main's wire): volatile, executor-local data a
+// service advertises for affinity routing, e.g. the cache keys it holds.
+// What is published rides on the next successful OnSessionEnter reply or the
+// next OnTaskInvoke reply, which takes it; the session manager adds it to the
+// executor's set. Flame v0.6.0's replies cannot carry attributes: they wait
+// until a reply can (see RunOptions::wire). Thread-safe.
+class AttributePublisher {
+ public:
+  // flamepy's limits, on what waits for one reply.
+  static constexpr size_t kMaxAttributes = 1024;
+  static constexpr size_t kMaxAttributeBytes = 256;
+  static constexpr size_t kMaxTotalBytes = 64u << 10;
+
+  // Adds attributes (bytes) to what the next reply carries; one already
+  // waiting is not added twice. All or nothing: when a limit would be passed
+  // nothing is added and the error names the limit.
+  Status publish(std::span<const std::string_view> attributes);
+  Status publish(std::initializer_list<std::string_view> attributes) {
+    return publish(std::span<const std::string_view>(attributes.begin(), attributes.size()));
+  }
+  Status publish(const std::vector<std::string>& attributes);
+
+  // How many wait for a reply.
+  size_t pending() const noexcept { return count_.load(std::memory_order_relaxed); }
+  // Takes everything waiting (Ember calls this as a reply leaves).
+  std::vector<std::string> take();
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_set<std::string> pending_;  // a set: the executor unions them
+  size_t bytes_ = 0;
+  std::atomic<size_t> count_{0};
+};
+
 // Synchronous service: each call runs on the loop thread and answers by
 // returning. Exceptions thrown by a handler fail that call (Internal).
 class FlameService {
@@ -130,6 +177,12 @@ class FlameService {
   virtual Status on_session_enter(const SessionContext& ctx);
   virtual TaskResult on_task_invoke(TaskContext ctx) = 0;
   virtual Status on_session_leave();
+
+  // Executor attributes for Flame's affinity routing (callable from any thread).
+  AttributePublisher& publisher() noexcept { return publisher_; }
+
+ private:
+  AttributePublisher publisher_;
 };
 
 // Asynchronous service: on_task_invoke must not block; it hands the task to
@@ -141,6 +194,22 @@ class AsyncFlameService {
   virtual Status on_session_enter(const SessionContext& ctx);
   virtual void on_task_invoke(TaskContext ctx, TaskCompletion done) = 0;
   virtual Status on_session_leave();
+
+  // Executor attributes for Flame's affinity routing (callable from any thread).
+  AttributePublisher& publisher() noexcept { return publisher_; }
+
+ private:
+  AttributePublisher publisher_;
+};
+
+// Which edition of the instance wire to answer in (../shared/spec/flame.md).
+enum class WireMode {
+  // v0.6.0, Flame's latest release, unless a request carries fields only
+  // Flame's main branch sends (session tokens, a workspace): from then on
+  // the connection answers in the wrapped edition.
+  automatic,
+  v0_6_0,   // always v0.6.0's plain Result / TaskResult replies
+  wrapped,  // always main's wrapped replies (they carry executor attributes)
 };
 
 // Knobs, each with an environment variable read by RunOptions::from_env().
@@ -175,6 +244,11 @@ struct RunOptions {
   std::chrono::microseconds busy_poll{0};
   // After SIGTERM, in-flight tasks get this long.    EMBER_DRAIN_TIMEOUT_MS
   std::chrono::milliseconds drain_timeout{30'000};
+  // Reply edition: auto, v0.6.0 or wrapped. An executor built from Flame's
+  // main branch that sends neither tokens nor a workspace cannot be told
+  // from v0.6.0's: set `wrapped` in the application's environments.
+  //                                                   EMBER_FLAME_WIRE
+  WireMode wire = WireMode::automatic;
 
   // Defaults overridden by the environment. Fails with a message naming the
   // variable when one is missing (FLAME_INSTANCE_ENDPOINT) or malformed.

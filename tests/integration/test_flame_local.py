@@ -369,3 +369,25 @@ def test_the_rest_of_the_frontend_surface(flame):
     assert node.metadata.name == nodes[0].metadata.name
     assert code_of(lambda: flame.unary("GetNode", pb.GetNodeRequest(name="elsewhere"),
                                        pb.GetNodeResponse)) == grpc.StatusCode.NOT_FOUND
+
+
+def test_flame_main_names_and_a_service_speaking_the_wrapped_wire(flame):
+    # The service answers in Flame main's wrapped edition (set, as a user
+    # would, through the application's environments); flame-local reads both.
+    flame.register("wrapped",
+                   environments=[pb.Environment(name="EMBER_FLAME_WIRE", value="wrapped")])
+    flame.create_session("m", "wrapped", common_data=b"publish:warm")
+    for data in (b"publish:k1,k2", b"plain", b"fail:nope-wrapped"):
+        t = flame.final("m", flame.create_task("m", data).metadata.id)
+        if data.startswith(b"fail:"):
+            assert t.status.state == pb.Failed and any(
+                "nope-wrapped" in e.message for e in t.status.events), t
+        else:
+            assert t.status.state == pb.Succeed and t.spec.output == data, t
+    # Flame main's renamed list calls answer as v0.6.0's do.
+    apps = flame.unary("ListApplications", pb.ListApplicationRequest(), pb.ApplicationList)
+    assert [a.metadata.name for a in apps.applications] == ["wrapped"]
+    sessions = flame.unary("ListSessions", pb.ListSessionRequest(), pb.SessionList)
+    assert [s.metadata.id for s in sessions.sessions] == ["m"]
+    assert len(list(flame.stream("ListTasks", pb.ListTaskRequest(session_id="m")))) == 3
+    assert len(flame.unary("ListExecutors", pb.ListExecutorRequest(), pb.ExecutorList).executors) >= 1

@@ -10,13 +10,18 @@
 //   "empty"         -> an empty output (present on the wire)
 //   "big:N"         -> N bytes of pattern_bytes(N, 0)
 //   "exit:N"        -> the process exits with status N mid-task (a crash)
+//   "publish:A,B"   -> publishes executor attributes A and B, then echoes
+//                      (a refused publish fails the task with the reason)
 //
-// OnSessionEnter for application "refuse" fails. With EMBER_TEST_EVENTS=<file>
+// OnSessionEnter for application "refuse" fails; common data "publish:A,B"
+// publishes attributes A and B on enter (before a refusal, too). With EMBER_TEST_EVENTS=<file>
 // every session and task event is appended to that file as one tab-separated
 // line, so tests can check what the service saw and wait for a task to start:
 //   enter <session_id> <app> <common_data hex or "-">
+//   wire <workspace> <application workspace> <tokens as k=v,k=v>  (only when
+//        the executor sent any of them: Flame main's wire)
 //   leave
-//   task-begin <task_id>
+//   task-begin <task_id>  (+ "\t<workspace>" when the task carries one)
 //   task-end <task_id>
 // With EMBER_TEST_ASYNC=1 the service is an AsyncFlameService that answers
 // from its own worker threads (sleeps do not hold a thread: jobs wait in a
@@ -93,10 +98,25 @@ Plan plan_of(const flame::TaskContext& ctx) {
   return plan;
 }
 
+// "A,B" as attributes.
+flame::Status publish_list(flame::AttributePublisher& publisher, std::string_view list) {
+  std::vector<std::string_view> attrs;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    attrs.push_back(list.substr(0, comma));
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+  }
+  return publisher.publish(attrs);
+}
+
 // The answer, once any delay has passed.
-flame::TaskResult answer(const flame::TaskContext& ctx) {
+flame::TaskResult answer(const flame::TaskContext& ctx, flame::AttributePublisher& publisher) {
   if (!ctx.input) return ctx.input;
   std::string_view in = ctx.input->view();
+  if (in.starts_with("publish:")) {
+    if (flame::Status s = publish_list(publisher, in.substr(8)); !s) return s.error();
+    return ctx.input;
+  }
   if (in.starts_with("fail:")) return flame::FlameError::internal(std::string(in.substr(5)));
   if (in.starts_with("notfound:")) return flame::FlameError::not_found(std::string(in.substr(9)));
   if (in.starts_with("throw:")) throw std::runtime_error(std::string(in.substr(6)));
@@ -115,12 +135,30 @@ flame::TaskResult answer(const flame::TaskContext& ctx) {
   return ctx.input;  // echo, and the end of a sleep
 }
 
-flame::Status enter_session(EventLog& log, const flame::SessionContext& ctx) {
+flame::Status enter_session(EventLog& log, const flame::SessionContext& ctx,
+                            flame::AttributePublisher& publisher) {
   log.write("enter\t" + ctx.session_id + "\t" + ctx.application.name + "\t" +
             (ctx.common_data ? hex(ctx.common_data->view()) : "-"));
+  if (!ctx.tokens.empty() || !ctx.workspace.empty() || !ctx.application.workspace.empty()) {
+    std::string tokens;
+    for (const auto& [k, v] : ctx.tokens) {
+      if (!tokens.empty()) tokens.push_back(',');
+      tokens.append(k).append("=").append(v);
+    }
+    log.write("wire\t" + ctx.workspace + "\t" + ctx.application.workspace + "\t" + tokens);
+  }
+  if (ctx.common_data && ctx.common_data->view().starts_with("publish:"))
+    if (flame::Status s = publish_list(publisher, ctx.common_data->view().substr(8)); !s) return s;
   if (ctx.application.name == "refuse")
     return flame::FlameError::invalid_config("application 'refuse' is refused by the test service");
   return {};
+}
+
+std::string begin_line(const flame::TaskContext& ctx) {
+  std::string line = "task-begin\t";
+  line.append(ctx.task_id);
+  if (!ctx.workspace.empty()) line.append("\t").append(ctx.workspace);
+  return line;
 }
 
 class SyncService final : public flame::FlameService {
@@ -128,7 +166,7 @@ class SyncService final : public flame::FlameService {
   explicit SyncService(EventLog& log) : log_(log) {}
 
   flame::Status on_session_enter(const flame::SessionContext& ctx) override {
-    return enter_session(log_, ctx);
+    return enter_session(log_, ctx, publisher());
   }
   flame::Status on_session_leave() override {
     log_.write("leave");
@@ -136,7 +174,7 @@ class SyncService final : public flame::FlameService {
   }
   flame::TaskResult on_task_invoke(flame::TaskContext ctx) override {
     std::string id(ctx.task_id);
-    log_.write("task-begin\t" + id);
+    log_.write(begin_line(ctx));
     Plan plan = plan_of(ctx);
     // Blocks the loop on purpose: this is what a synchronous handler does.
     if (plan.delay.count() > 0) std::this_thread::sleep_for(plan.delay);
@@ -145,7 +183,7 @@ class SyncService final : public flame::FlameService {
       std::string id;
       ~EndLine() { log.write("task-end\t" + id); }
     } end{log_, id};
-    return answer(ctx);
+    return answer(ctx, publisher());
   }
 
  private:
@@ -169,14 +207,14 @@ class AsyncService final : public flame::AsyncFlameService {
   }
 
   flame::Status on_session_enter(const flame::SessionContext& ctx) override {
-    return enter_session(log_, ctx);
+    return enter_session(log_, ctx, publisher());
   }
   flame::Status on_session_leave() override {
     log_.write("leave");
     return {};
   }
   void on_task_invoke(flame::TaskContext ctx, flame::TaskCompletion done) override {
-    log_.write("task-begin\t" + std::string(ctx.task_id));
+    log_.write(begin_line(ctx));
     // A throwing async handler throws here, on Ember's loop thread.
     if (ctx.input && ctx.input->view().starts_with("throw:"))
       throw std::runtime_error(ctx.input->to_string().substr(6));
@@ -211,7 +249,7 @@ class AsyncService final : public flame::AsyncFlameService {
       Job job = std::move(jobs_.extract(jobs_.begin()).mapped());
       lock.unlock();
       std::string id(job.ctx.task_id);
-      flame::TaskResult result = answer(job.ctx);
+      flame::TaskResult result = answer(job.ctx, publisher());
       log_.write("task-end\t" + id);
       job.done(std::move(result));
       lock.lock();

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "ember_flame_main_wire.pb.h"
 #include "ember_flame_wire.pb.h"
 #include "tests/unit/test_util.hpp"
 
@@ -126,7 +127,7 @@ TEST(TaskContextDecode, UnknownFieldsOfEveryWireTypeAreSkipped) {
   std::string wire = Pb().tag(3, 0)
                          .varint(1ull << 63)
                          .bytes(1, "task")
-                         .tag(5, 1)
+                         .tag(9, 1)
                          .raw("12345678")
                          .tag(6, 5)
                          .raw("1234")
@@ -399,6 +400,147 @@ TEST(SessionContextDecode, MalformedIsAnError) {
   ASSERT_FALSE(ctx);
   EXPECT_EQ(ctx.error().kind, DecodeError::Kind::malformed);
   EXPECT_EQ(ctx.error().message, "malformed SessionContext");
+}
+
+// ---- Flame main's edition ----------------------------------------------------
+
+namespace main_pb = ::ember::wire::flame::main;
+
+TEST(SessionContextDecode, MainEditionTokensAndWorkspaces) {
+  main_pb::SessionContext pb;
+  pb.set_session("s-9");
+  pb.mutable_application()->set_name("pi");
+  pb.mutable_application()->set_workspace("team-a");
+  pb.mutable_application()->set_shim(main_pb::Cri);
+  (*pb.mutable_tokens())["storage"] = "tok-1";
+  (*pb.mutable_tokens())["cache"] = "tok-2";
+  pb.set_workspace("default");
+  auto ctx = decode_session_context(Bytes::copy(pb.SerializeAsString()));
+  ASSERT_TRUE(ctx) << ctx.error().message;
+  EXPECT_EQ(ctx->session_id, "s-9");
+  EXPECT_EQ(ctx->application.shim, Shim::Cri);
+  EXPECT_EQ(ctx->application.workspace, "team-a");
+  EXPECT_EQ(ctx->workspace, "default");
+  EXPECT_EQ(ctx->tokens,
+            (std::map<std::string, std::string>{{"cache", "tok-2"}, {"storage", "tok-1"}}));
+  EXPECT_TRUE(shows_wrapped_wire(*ctx));
+}
+
+TEST(SessionContextDecode, V060ContextShowsNoNewerWire) {
+  ::ember::wire::flame::v1::SessionContext pb;
+  pb.set_session_id("s");
+  pb.mutable_application()->set_name("echo");
+  auto ctx = decode_session_context(Bytes::copy(pb.SerializeAsString()));
+  ASSERT_TRUE(ctx);
+  EXPECT_FALSE(shows_wrapped_wire(*ctx));
+  EXPECT_TRUE(ctx->tokens.empty());
+}
+
+TEST(TaskContextDecode, MainEditionWorkspace) {
+  main_pb::TaskContext pb;
+  pb.set_task("t");
+  pb.set_session("s");
+  pb.set_input("in");
+  pb.set_workspace("default");
+  auto ctx = decode(pb.SerializeAsString());
+  ASSERT_TRUE(ctx) << ctx.error();
+  EXPECT_EQ(ctx->task_id, "t");
+  EXPECT_EQ(ctx->workspace, "default");
+  EXPECT_EQ(ctx->input->view(), "in");
+  auto bad = decode(Pb().bytes(5, "\xff").out);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "malformed TaskContext: workspace is not valid UTF-8");
+}
+
+TEST(TaskResultWrap, MatchesGeneratedWrapperAndKeepsOutputByReference) {
+  Bytes output = Bytes::copy(std::string(1000, 'x'));
+  EncodedMessage r = wrap_task_result(encode_task_success(output), {});
+  EXPECT_EQ(r.body.data(), output.data());  // still by reference
+  main_pb::OnTaskInvokeResponse pb;
+  ASSERT_TRUE(pb.ParseFromString(joined(r)));
+  EXPECT_EQ(pb.task_result().return_code(), 0);
+  EXPECT_EQ(pb.task_result().output(), std::string(1000, 'x'));
+  EXPECT_FALSE(pb.has_attributes());
+  EXPECT_EQ(pb.SerializeAsString(), joined(r));
+
+  // No output: the wrapper still holds an (empty) TaskResult, as prost sends it.
+  EncodedMessage none = wrap_task_result(encode_task_success(std::nullopt), {});
+  EXPECT_EQ(joined(none), std::string("\x0a\x00", 2));
+}
+
+TEST(TaskResultWrap, FailureAndAttributes) {
+  std::vector<std::string> attrs = {"cache:a", std::string("\x00\xff", 2)};
+  EncodedMessage r = wrap_task_result(encode_task_failure("boom"), attrs);
+  main_pb::OnTaskInvokeResponse pb;
+  ASSERT_TRUE(pb.ParseFromString(joined(r)));
+  EXPECT_EQ(pb.task_result().return_code(), -1);
+  EXPECT_EQ(pb.task_result().message(), "boom");
+  ASSERT_EQ(pb.attributes().attr_size(), 2);
+  EXPECT_EQ(pb.attributes().attr(0), "cache:a");
+  EXPECT_EQ(pb.attributes().attr(1), std::string("\x00\xff", 2));
+  EXPECT_EQ(joined(r).size(), joined(wrap_task_result(encode_task_failure("boom"), {})).size() +
+                                  attributes_size(attrs));
+}
+
+TEST(TaskResultDecode, BothEditions) {
+  // v0.6.0
+  ::ember::wire::flame::v1::TaskResult plain;
+  plain.set_output("out");
+  auto a = decode_task_result(Bytes::copy(plain.SerializeAsString()));
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->output->view(), "out");
+  EXPECT_TRUE(a->attributes.empty());
+  // main: wrapped, with attributes
+  main_pb::OnTaskInvokeResponse wrapped;
+  wrapped.mutable_task_result()->set_return_code(-1);
+  wrapped.mutable_task_result()->set_message("bad");
+  wrapped.mutable_attributes()->add_attr("k1");
+  wrapped.mutable_attributes()->add_attr("k2");
+  auto b = decode_task_result(Bytes::copy(wrapped.SerializeAsString()));
+  ASSERT_TRUE(b) << b.error();
+  EXPECT_EQ(b->return_code, -1);
+  EXPECT_EQ(b->message, "bad");
+  EXPECT_FALSE(b->output);
+  EXPECT_EQ(b->attributes, (std::vector<std::string>{"k1", "k2"}));
+  // Truncated wrappers are errors, not partial results.
+  std::string bytes = wrapped.SerializeAsString();
+  for (size_t n = 1; n < bytes.size(); ++n) {
+    main_pb::OnTaskInvokeResponse ref;
+    bool ok = ref.ParseFromString(bytes.substr(0, n));
+    if (!ok) {
+      EXPECT_FALSE(decode_task_result(Bytes::copy(bytes.substr(0, n)))) << n;
+    }
+  }
+}
+
+TEST(ResultDecode, BothEditions) {
+  ::ember::wire::flame::v1::Result plain;
+  plain.set_return_code(-1);
+  plain.set_message("no");
+  auto a = decode_result(Bytes::copy(plain.SerializeAsString()));
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->return_code, -1);
+  EXPECT_EQ(a->message, "no");
+
+  Bytes reply = encode_session_enter_reply(Status{}, std::vector<std::string>{"x"});
+  main_pb::OnSessionEnterResponse pb;
+  ASSERT_TRUE(pb.ParseFromString(std::string(reply.view())));
+  EXPECT_TRUE(pb.has_result());
+  EXPECT_EQ(pb.result().return_code(), 0);
+  auto b = decode_result(reply);
+  ASSERT_TRUE(b) << b.error();
+  EXPECT_EQ(b->return_code, 0);
+  EXPECT_EQ(b->attributes, std::vector<std::string>{"x"});
+
+  Bytes failed = encode_session_enter_reply(FlameError::internal("nope"), {});
+  auto c = decode_result(failed);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->return_code, -1);
+  EXPECT_EQ(c->message, "nope");
+  EXPECT_FALSE(
+      decode_result(Bytes::copy(std::string("\x0a\x05"
+                                            "ab",
+                                            4))));
 }
 
 TEST(ResultEncode, OkAndError) {
