@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <atomic>
 #include <cstdio>
@@ -22,7 +23,8 @@ using namespace std::chrono_literals;
 
 using test::run_command;
 
-// frontend_peer.py (flame_pb2 from EMBER_FLAME_PB2_DIR).
+// frontend_peer.py (flame_pb2 from EMBER_FLAME_PB2_DIR; with --branch, from
+// EMBER_FLAME_MAIN_PB2_DIR, generated from Flame main's flame.proto).
 class Peer : public test::PythonPeer {
  public:
   explicit Peer(std::vector<std::string> extra = {}) : PythonPeer(with_script(std::move(extra))) {}
@@ -34,7 +36,9 @@ class Peer : public test::PythonPeer {
 
  private:
   static std::vector<std::string> with_script(std::vector<std::string> extra) {
-    extra.insert(extra.begin(), {EMBER_FRONTEND_PEER, EMBER_FLAME_PB2_DIR});
+    bool branch = std::find(extra.begin(), extra.end(), "--branch") != extra.end();
+    extra.insert(extra.begin(),
+                 {EMBER_FRONTEND_PEER, branch ? EMBER_FLAME_MAIN_PB2_DIR : EMBER_FLAME_PB2_DIR});
     return extra;
   }
 };

@@ -10,7 +10,9 @@ final one. It prints "PORT <n>" once serving.
 
 usage: frontend_peer.py PB2_DIR [--tls CERT KEY] [--branch]
   --branch  serve Flame main's renamed calls (ListApplications, ListSessions,
-            ListTasks); the v0.6.0 names answer UNIMPLEMENTED.
+            ListTasks); the v0.6.0 names answer UNIMPLEMENTED. PB2_DIR should
+            then hold main's flame_pb2 (proto/flame-main/flame.proto); the
+            peer checks that it does.
 """
 import queue
 import sys
@@ -216,6 +218,8 @@ def main():
     args = sys.argv[2:]
     fe = Frontend()
     branch = "--branch" in args
+    # Main's edition has the wrapped instance replies; v0.6.0's does not.
+    assert branch == hasattr(pb, "OnTaskInvokeResponse"), "flame_pb2 of the wrong edition"
     renamed = {"ListApplication": "ListApplications", "ListSession": "ListSessions",
                "ListTask": "ListTasks"}
     unary = {
