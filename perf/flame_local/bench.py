@@ -12,7 +12,7 @@ p50/p99) come from the client; client CPU from its getrusage; server CPU
 (flame-local and its instances) from /proc over the timed run.
 
 usage: perf/flame_local/bench.py [--build DIR] [--rounds N] [--tasks N]
-           [--in-flight 1,32] [--payload BYTES] [--instances N] [--out DIR] [--smoke]
+           [--in-flight 1,32] [--payload BYTES] [--instances N] [--out DIR] [--quick]
 
 Exit: 0 done, 1 harness error (a client or flame-local failed), 2 usage.
 """
@@ -75,7 +75,8 @@ def parse_args():
     p.add_argument("--payload", type=int, default=64)
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--out", default=None, help="results directory (default: a new one under /tmp)")
-    p.add_argument("--smoke", action="store_true", help="one short round: proves the bench runs")
+    p.add_argument("--quick", "--smoke", dest="smoke", action="store_true",
+                   help="one short round: proves the bench runs")
     a = p.parse_args()
     if a.smoke:
         a.rounds, a.tasks = 1, 300
@@ -205,6 +206,9 @@ def main():
     echo = os.path.join(a.build, "examples", "ember-flame-echo")
     if not os.path.exists(echo):
         echo = os.path.join(a.build, "perf", "ember-bench-echo")
+    if not os.path.exists(os.path.join(a.build, "ember")):
+        log(f"{a.build}/ember is missing: build ember_cli")
+        return 1
     out = a.out or tempfile.mkdtemp(prefix="ember-bench-flame-local-")
     os.makedirs(out, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="ember-flame-local-")
