@@ -1,7 +1,9 @@
 // ember-bench-flame: Ember's Flame instance server against a grpc++ server of
 // the same echo service and a raw Unix-socket ping-pong (the floor), driven
-// side by side over their sockets by one client (Ember's InstanceClient for
-// both gRPC servers, a minimal length-prefixed client for the floor).
+// side by side over their sockets: Ember's InstanceClient for both gRPC
+// servers ("ember", "grpc++"), a grpc++ client set up like Flame's executor
+// for both ("ember/gc", "grpc++/gc": a client nobody here wrote), and a
+// minimal length-prefixed client for the floor.
 //
 // For each scenario (input size x calls in flight) the servers are measured
 // interleaved, A B C A B C ..., over several rounds; each measurement reports
@@ -47,6 +49,7 @@
 #include <vector>
 
 #include "handlers/flame/executor.hpp"
+#include "perf/grpcpp_instance_client.hpp"
 
 namespace fl = ember::flame;
 namespace fs = std::filesystem;
@@ -332,6 +335,8 @@ struct Server {
   std::string dir, sock, log_path;
   std::string tuning;  // what was applied, for the report
   std::unique_ptr<fl::InstanceClient> client;
+  bool grpcpp_client = false;  // driven by GrpcppInstanceClient instead
+  std::unique_ptr<ember::perf::GrpcppInstanceClient> gclient;
   int raw_fd = -1;
   long idle_rss_kib = -1;
   long end_rss_kib = -1, peak_rss_kib = -1;
@@ -343,6 +348,7 @@ struct Server {
 
   void stop() {
     client.reset();
+    gclient.reset();
     if (raw_fd >= 0) ::close(raw_fd);
     raw_fd = -1;
     if (pid > 0) {
@@ -484,7 +490,22 @@ void launch(Server& s, const LaunchOptions& lo) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 
-  if (s.kind == Kind::grpc) {
+  if (s.kind == Kind::grpc && s.grpcpp_client) {
+    s.gclient = ember::perf::GrpcppInstanceClient::connect(s.sock);
+    // SessionContext{session_id "bench-session", application{name "echo"}}
+    static constexpr char kEnter[] =
+        "\x0a\x0d"
+        "bench-session"
+        "\x12\x06\x0a\x04"
+        "echo";
+    auto r = s.gclient->call("/flame.v1.Instance/OnSessionEnter",
+                             std::string_view(kEnter, sizeof kEnter - 1));
+    if (!r.ok) die("%s: OnSessionEnter failed: %s", s.name.c_str(), r.message.c_str());
+    auto res = fl::wire::decode_result(ember::Bytes::copy(r.message));
+    if (!res || res->return_code != 0)
+      die("%s: OnSessionEnter did not succeed: %s", s.name.c_str(),
+          res ? res->message.value_or("").c_str() : res.error().c_str());
+  } else if (s.kind == Kind::grpc) {
     // InstanceClient keeps its socket private; it takes the lowest free fd,
     // which we find beforehand and check afterwards (the peer's path).
     int probe = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -622,7 +643,8 @@ struct Loader {
 
   // Runs calls until the budget is spent; returns the number completed.
   uint64_t run(const Budget& b) {
-    return server.kind == Kind::grpc ? run_grpc(b) : depth == 1 ? run_raw1(b) : run_raw(b);
+    if (server.kind == Kind::grpc) return server.gclient ? run_grpcpp(b) : run_grpc(b);
+    return depth == 1 ? run_raw1(b) : run_raw(b);
   }
 
   bool more(const Budget& b, int64_t t0, uint64_t issued) const {
@@ -635,7 +657,11 @@ struct Loader {
       die("%s: task failed with gRPC status %d: %s", server.name.c_str(),
           static_cast<int>(c.status.code), c.status.message.c_str());
     if (!c.message) die("%s: OK response without a message", server.name.c_str());
-    auto o = fl::wire::decode_task_result(*c.message);
+    check_output(*c.message, slot);
+  }
+
+  void check_output(const ember::Bytes& message, int slot) {
+    auto o = fl::wire::decode_task_result(message);
     if (!o) die("%s: %s", server.name.c_str(), o.error().c_str());
     if (o->return_code != 0)
       die("%s: return_code %d (%s)", server.name.c_str(), o->return_code,
@@ -684,6 +710,45 @@ struct Loader {
         ++completed;
         if (more(b, t0, issued)) issue(slot);
       }
+    }
+    return completed;
+  }
+
+  // The grpc++ client: the same calls through gRPC core's HTTP/2.
+  uint64_t run_grpcpp(const Budget& b) {
+    ember::perf::GrpcppInstanceClient& c = *server.gclient;
+    int64_t t0 = now_ns();
+    uint64_t issued = 0, completed = 0;
+    int inflight = 0;
+    auto issue = [&](int slot) {
+      uint64_t s = seq++;
+      slots.stamp(slot, s);
+      char id[24];
+      auto [end, ec] = std::to_chars(id, id + sizeof id, s);
+      (void)ec;
+      slots.started[static_cast<size_t>(slot)] = now_ns();
+      fl::wire::EncodedMessage m =
+          fl::wire::encode_task_context(std::string_view(id, static_cast<size_t>(end - id)),
+                                        g_session, slots.input[static_cast<size_t>(slot)]);
+      c.start_task(static_cast<uint64_t>(slot), m.head_span(),
+                   std::span<const uint8_t>(m.body.data(), m.body.size()));
+      ++issued;
+      ++inflight;
+    };
+    for (int i = 0; i < depth && more(b, t0, issued); ++i)
+      issue(i);
+    ember::perf::GrpcppInstanceClient::Completion comp;
+    while (inflight > 0) {
+      if (c.next(comp, stall_ms, g_client_spin) == ember::perf::GrpcppInstanceClient::Wait::timeout)
+        stall(server.name, strprintf("no answer for %.1f s with %d call(s) in flight",
+                                     stall_ms / 1000.0, inflight));
+      int slot = static_cast<int>(comp.tag);
+      record_latency(slot);
+      if (!comp.ok) die("%s: task failed: %s", server.name.c_str(), comp.message.c_str());
+      check_output(ember::Bytes::from(std::move(comp.message)), slot);
+      --inflight;
+      ++completed;
+      if (more(b, t0, issued)) issue(slot);
     }
     return completed;
   }
@@ -956,7 +1021,7 @@ struct Options {
   double seconds = 2.0;
   uint64_t tasks = 0;
   std::vector<Scenario> scenarios;
-  std::vector<std::string> servers{"ember", "grpc++", "floor"};
+  std::vector<std::string> servers{"ember", "grpc++", "floor", "ember/gc", "grpc++/gc"};
   std::string out;
   std::string ember = EMBER_PERF_EMBER_ECHO;
   std::string grpcpp = EMBER_PERF_GRPCPP_ECHO;
@@ -987,7 +1052,8 @@ void usage(FILE* f) {
       "  --tasks N            fixed tasks per measurement instead of --seconds\n"
       "  --scenarios LIST     comma list of SIZE-xDEPTH, e.g. 64B-x1,1MiB-x1,64B-x16\n"
       "                       (default: 64B, 4KiB, 1MiB at 1 and 16 in flight)\n"
-      "  --servers LIST       subset of ember,grpc++,floor (default: all)\n"
+      "  --servers LIST       subset of ember,grpc++,floor,ember/gc,grpc++/gc (default: all;\n"
+      "                       /gc: the same server driven by a grpc++ client)\n"
       "  --out DIR            results directory (default perf/results/<timestamp>)\n"
       "  --ember-server PATH  Ember echo binary (default: the built example)\n"
       "  --grpcpp-server PATH grpc++ echo binary\n"
@@ -1126,8 +1192,8 @@ Options parse_args(int argc, char** argv) {
   for (const auto& s : split(scen, ','))
     o.scenarios.push_back(parse_scenario(s));
   for (const auto& s : o.servers)
-    if (s != "ember" && s != "grpc++" && s != "floor")
-      die("unknown server \"%s\" (ember, grpc++, floor)", s.c_str());
+    if (s != "ember" && s != "grpc++" && s != "floor" && s != "ember/gc" && s != "grpc++/gc")
+      die("unknown server \"%s\" (ember, grpc++, floor, ember/gc, grpc++/gc)", s.c_str());
   if (o.rounds < 1 || (o.tasks == 0 && o.seconds <= 0)) die("need --rounds >= 1 and a budget");
   return o;
 }
@@ -1175,6 +1241,14 @@ std::string fmt_agg(const Agg& a, int prec, bool range) {
 }
 std::string fmt_ratio(double v) {
   return std::isnan(v) || std::isinf(v) ? "-" : strprintf("%.2fx", v);
+}
+
+// A server's name as a file name: "grpc++/gc" -> "grpcpp-gc".
+std::string file_name(std::string name) {
+  for (size_t at; (at = name.find("++")) != std::string::npos;)
+    name.replace(at, 2, "pp");
+  std::replace(name.begin(), name.end(), '/', '-');
+  return name;
 }
 
 std::string shell_quote(const std::string& s) {
@@ -1345,17 +1419,18 @@ int main(int argc, char** argv) {
   auto make = [&](const std::string& name) {
     auto s = std::make_unique<Server>();
     s->name = name;
-    if (name == "ember") {
+    s->grpcpp_client = name.ends_with("/gc");
+    if (name == "ember" || name == "ember/gc") {
       s->argv = server_argv(o.ember_wrap, o.ember);
       if (o.ember_busy_poll_us)
         s->env.emplace_back("EMBER_BUSY_POLL_US", std::to_string(o.ember_busy_poll_us));
     }
-    if (name == "grpc++") s->argv = server_argv(o.grpcpp_wrap, o.grpcpp);
+    if (name == "grpc++" || name == "grpc++/gc") s->argv = server_argv(o.grpcpp_wrap, o.grpcpp);
     if (name == "floor") {
       s->argv = {o.pingpong};
       s->kind = Kind::raw;
     }
-    std::string file = name == "grpc++" ? "grpcpp" : name;
+    std::string file = file_name(name);
     s->log_path = o.out + "/server-" + file + ".log";
     return s;
   };
@@ -1402,8 +1477,7 @@ int main(int argc, char** argv) {
     Slots slots(sc.size, sc.depth);
     std::map<std::string, std::FILE*> lat_files;
     for (auto& s : servers) {
-      std::string file =
-          "latency/" + sc.name + "_" + (s->name == "grpc++" ? "grpcpp" : s->name) + ".csv";
+      std::string file = "latency/" + sc.name + "_" + file_name(s->name) + ".csv";
       lat_files[s->name] = std::fopen((o.out + "/" + file).c_str(), "w");
       std::fprintf(lat_files[s->name], "round,latency_ns\n");
       std::fprintf(lat_index, "%s,%zu,%d,%s,%s\n", sc.name.c_str(), sc.size, sc.depth,
@@ -1616,6 +1690,22 @@ int main(int argc, char** argv) {
       outf("  bottleneck (ember): client core %.0f%%, server core %.0f%% -> %s\n", cu, su,
            verdict.c_str());
     }
+    // The same servers under the grpc++ client: what a client nobody here
+    // wrote sees, and what each server costs that client.
+    if (has(o.servers, "ember/gc") && has(o.servers, "grpc++/gc")) {
+      auto rt = [&](const std::function<double(const Measurement&)>& f) {
+        return fmt_ratio(med(sc.name, "ember/gc", f) / med(sc.name, "grpc++/gc", f));
+      };
+      std::string line = strprintf(
+          "  grpc++ client, ember/gc vs grpc++/gc: tasks/s %s, p50 %s, srv CPU %s, the client's "
+          "CPU/task %s",
+          rt(f_tps).c_str(), rt(f_p50).c_str(), rt(f_srv).c_str(), rt(f_cli).c_str());
+      if (has(o.servers, "floor"))
+        line += strprintf(
+            "; ember/gc srv CPU vs the floor's %s",
+            fmt_ratio(med(sc.name, "ember/gc", f_srv) / med(sc.name, "floor", f_srv)).c_str());
+      out(line + "\n");
+    }
   }
   std::fclose(sum);
   if (!stalls.empty()) {
@@ -1689,7 +1779,7 @@ int main(int argc, char** argv) {
     for (const std::string name : {"ember", "grpc++"}) {
       if (!has(o.servers, name)) continue;
       auto s = make(name);
-      std::string file = o.out + "/alloc-" + (name == "grpc++" ? "grpcpp" : name) + ".txt";
+      std::string file = o.out + "/alloc-" + file_name(name) + ".txt";
       ::unlink(file.c_str());
       LaunchOptions alo = lo;
       alo.env = {{"LD_PRELOAD", o.shim}, {"EMBER_ALLOC_COUNT_FILE", file}};
@@ -1752,7 +1842,8 @@ int main(int argc, char** argv) {
   }
 
   // ---- targets (issue 2, part 8)
-  out("\nTARGETS  (issue 2 part 8; ratios of medians, measured side by side)\n");
+  out("\nTARGETS  (issue 2 part 8, Ember's client; issue 8 item 6, the grpc++ client (/gc);"
+      " ratios of medians, measured side by side)\n");
   Table tt;
   tt.left = 1;
   tt.add({"target", "measured", "result"});
@@ -1784,6 +1875,14 @@ int main(int argc, char** argv) {
   target("1MiB x1: ember tasks/s >= 2x grpc++", r, r >= 2, fmt_ratio(r));
   r = ratio_of("64B-x16", "ember", "grpc++", f_tps);
   target("64B x16: ember tasks/s >= 2x grpc++", r, r >= 2, fmt_ratio(r));
+  r = ratio_of("64B-x1", "ember/gc", "floor", f_srv);
+  target("64B x1, grpc++ client: ember server CPU/task <= 1.3x floor", r, r <= 1.3, fmt_ratio(r));
+  r = ratio_of("64B-x16", "ember/gc", "grpc++/gc", f_cli);
+  target("64B x16, grpc++ client: its CPU/task vs ember <= vs grpc++", r, r <= 1.0, fmt_ratio(r));
+  r = ratio_of("64B-x16", "ember/gc", "grpc++/gc", f_srv);
+  target("64B x16, grpc++ client: ember server CPU/task <= 0.5x grpc++", r, r <= 0.5, fmt_ratio(r));
+  r = ratio_of("1MiB-x1", "ember/gc", "grpc++/gc", f_tps);
+  target("1MiB x1, grpc++ client: ember tasks/s >= 2x grpc++", r, r >= 2, fmt_ratio(r));
   for (const auto& a : allocs["ember"])
     if (a.size <= 65536)
       target("ember heap allocations/task = 0 at " + size_name(a.size), a.allocs_per_task,
