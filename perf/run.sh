@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Flame benchmark (if needed) and runs it; see perf/README.md.
 #
-#   perf/run.sh                      # both modes below, 6 scenarios x 5 rounds each (~12 min)
+#   perf/run.sh                      # both modes below, 6 scenarios x 5 rounds each (~20 min)
 #   perf/run.sh --mode executor      # blocking client, Ember on defaults (as Flame's executor)
 #   perf/run.sh --mode low-latency   # spinning client, Ember with EMBER_BUSY_POLL_US=200
 #   perf/run.sh --quick              # smoke run (< 1 min), as scripts/test.sh runs it

@@ -390,6 +390,8 @@ int serve(ServiceAdapter& adapter, const RunOptions& options) {
   so.http2.initial_window_size = options.stream_window_bytes;
   so.http2.connection_window_size = options.connection_window_bytes;
   so.http2.max_header_list_size = static_cast<uint32_t>(options.max_header_bytes);
+  // Pipelined tasks with large outputs: one answer at a time, not all at once.
+  so.http2.complete_streams_in_order = true;
 
   Instance instance{adapter, options, {}, false, 0, 0};
   Result<void> listening = reactor.listen_unix(options.endpoint, [&](Loop& loop) {

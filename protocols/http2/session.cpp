@@ -134,6 +134,8 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_size},
   };
   if (role == Role::client) iv.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
+  if (role == Role::server && settings.complete_streams_in_order)
+    iv.push_back({NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1});
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv.data(), iv.size());
   // The connection window starts at 64 KiB whatever SETTINGS say; open it now.
   if (settings.connection_window_size > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE)

@@ -58,6 +58,13 @@ struct Settings {
   // A layer that validates every header it uses itself (the gRPC server)
   // may turn them off: they are about an eighth of a small call's CPU.
   bool http_messaging = true;
+  // Server role: send each response to the end before the next one's DATA
+  // (RFC 9218's non-incremental order, advertised with
+  // SETTINGS_NO_RFC7540_PRIORITIES) instead of interleaving all streams'
+  // frames. For unary RPCs this finishes calls sooner on average and spares
+  // the client reassembling many messages at once: a grpc++ client spent
+  // 8x less CPU per 1 MiB call at 16 in flight.
+  bool complete_streams_in_order = false;
 };
 
 // A response/request body: up to 64 bytes of inline head followed by a

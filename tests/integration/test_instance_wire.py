@@ -1,10 +1,12 @@
 """Ember's instance server under grpcio (Debian python3-grpcio) clients
 generated from each edition's flame.proto: Flame v0.6.0's plain replies and
-Flame main's wrapped ones with executor attributes.
+Flame main's wrapped ones with executor attributes; and flame-local under a
+Frontend client of main's edition.
 
-Environment (set by CMake): EMBER_TEST_SERVICE, FLAME_PB2_DIR (v0.6.0's
-flame_pb2) or FLAME_MAIN_PB2_DIR (main's), one per run: both editions
-declare flame.v1 in a file named flame.proto, so they cannot share a process.
+Environment (set by CMake): EMBER_TEST_SERVICE, EMBER_BIN (for flame-local),
+FLAME_PB2_DIR (v0.6.0's flame_pb2) or FLAME_MAIN_PB2_DIR (main's), one per
+run: both editions declare flame.v1 in a file named flame.proto, so they
+cannot share a process.
 """
 import os
 import signal
@@ -151,3 +153,61 @@ def test_main_configured_by_environment(tmp):
         assert t.task_result.output == b"hi"
     finally:
         inst.close()
+
+
+@pytest.mark.skipif(not MAIN or "EMBER_BIN" not in os.environ, reason="Flame main's edition")
+def test_main_frontend_client_against_flame_local(tmp):
+    """A Frontend client built from main's flame.proto: its newer fields
+    (session tokens, task affinity) are accepted and its renamed list calls
+    answered, while the service runs with wrapped replies."""
+    import re
+    log_path = os.path.join(tmp, "flame-local.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [os.environ["EMBER_BIN"], "flame-local", "--listen", "127.0.0.1:0",
+             "--state", os.path.join(tmp, "state.db"), "--socket-dir", tmp,
+             "--instances", "1", "--delay-release", "1s"],
+            stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 20 * SLOW
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, open(log_path).read()
+            m = re.search(r"on http://127\.0\.0\.1:(\d+)", open(log_path).read())
+            if m:
+                port = m.group(1)
+                break
+            time.sleep(0.05)
+        ch = grpc.insecure_channel("127.0.0.1:" + port)
+
+        def unary(name, req, resp):
+            return ch.unary_unary("/flame.v1.Frontend/" + name,
+                                  request_serializer=lambda m: m.SerializeToString(),
+                                  response_deserializer=resp.FromString)(req, timeout=10 * SLOW)
+
+        env = [pb.Environment(name="EMBER_FLAME_WIRE", value="wrapped")]
+        unary("RegisterApplication", pb.RegisterApplicationRequest(
+            name="svc", application=pb.ApplicationSpec(command=SERVICE, environments=env)),
+            pb.Result)
+        spec = pb.SessionSpec(application="svc", common_data=b"publish:warm")
+        spec.tokens["s3"] = "secret"
+        unary("CreateSession", pb.CreateSessionRequest(session_id="m1", session=spec), pb.Session)
+        task = pb.TaskSpec(session_id="m1", input=b"publish:k", affinity=[b"k"])
+        tid = unary("CreateTask", pb.CreateTaskRequest(task=task), pb.Task).metadata.id
+        watch = ch.unary_stream("/flame.v1.Frontend/WatchTask",
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.Task.FromString)
+        last = list(watch(pb.WatchTaskRequest(task_id=tid, session_id="m1"), timeout=30 * SLOW))[-1]
+        assert last.status.state == pb.Succeed and last.spec.output == b"publish:k", last
+        sessions = unary("ListSessions", pb.ListSessionRequest(), pb.SessionList).sessions
+        assert [s.metadata.id for s in sessions] == ["m1"]
+        apps = unary("ListApplications", pb.ListApplicationRequest(), pb.ApplicationList)
+        assert [a.metadata.name for a in apps.applications] == ["svc"]
+        tasks = ch.unary_stream("/flame.v1.Frontend/ListTasks",
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.Task.FromString)
+        assert [t.metadata.id for t in tasks(pb.ListTaskRequest(session_id="m1"),
+                                             timeout=10 * SLOW)] == [tid]
+        ch.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30 * SLOW) == 0, open(log_path).read()
