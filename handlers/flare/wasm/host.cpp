@@ -90,8 +90,21 @@ bool ieq(std::string_view a, std::string_view b) {
   return true;
 }
 
+// No CR, LF or NUL (header injection). A plain loop: find_first_of with a
+// character set calls memchr once per byte, a measurable share of a small
+// response's CPU.
 bool clean(std::string_view s) {
-  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  for (char c : s)
+    if (c == '\r' || c == '\n' || c == '\0') return false;
+  return true;
+}
+
+// A header name: clean and without space, colon or tab.
+bool valid_header_name(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c == '\r' || c == '\n' || c == '\0' || c == ' ' || c == ':' || c == '\t') return false;
+  return true;
 }
 
 const char kHex[] = "0123456789abcdef";
@@ -588,8 +601,7 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       std::string_view name, value;
       if ((t = view(u32(0), u32(1), &name)) || (t = view(u32(2), u32(3), &value)) || !ctx_)
         return t;
-      if (name.empty() || !clean(name) || !clean(value) ||
-          name.find_first_of(" :\t") != std::string_view::npos) {
+      if (!valid_header_name(name) || !clean(value)) {
         EMBER_WARN("ember.flare", "wasm flare set a malformed response header; dropped",
                    {"flare", flare}, {"name", std::string(name.substr(0, 64))});
         return 0;
