@@ -18,8 +18,8 @@ packages=(
   python3-grpcio python3-protobuf nghttp2-client curl
   # benchmarks: plots, profiling
   python3-matplotlib linux-perf
-  # edge benchmark
-  nginx-light h2o wrk openssl
+  # edge benchmark; the Wasm benchmark's rival store for spark
+  nginx-light h2o wrk openssl redis-server redis-tools
   # edge tests (tests/edge: pytest under Debian's python3)
   python3-h2 python3-websockets python3-pytest
   # queue services (scripts/services.sh); npm comes with the machine's nodejs,
@@ -49,3 +49,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Debian starts redis-server on install; the benchmark runs its own on a free
+# port with its state in a temp dir.
+if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+  service redis-server stop >/dev/null 2>&1 || true
+fi

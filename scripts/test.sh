@@ -105,7 +105,8 @@ bench_smoke() {
   perf/run.sh --quick --build build-test && perf/edge/run.sh --quick --build build-test &&
     perf/queue/run.sh --quick --build build-test &&
     perf/queue/run.sh --quick --build build-test --suite python &&
-    perf/flame_local/run.sh --quick --build build-test
+    perf/flame_local/run.sh --quick --build build-test &&
+    perf/wasm/run.sh --quick --build build-test
 }
 
 phase "setup" "$ROOT/scripts/setup.sh"
