@@ -374,7 +374,12 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     int status = response.status();
     if (status < 200) status = 500;  // no interim answers: a final one is owed
     bool bodyless = s.head || status == 204 || status == 304;
-    Bytes body = bodyless ? Bytes() : edge_.stable_body(response);
+    // A small body rides inline in the stream's Body (copied now, before the
+    // arena is reset) instead of in a pool buffer.
+    const Bytes& raw = response.body_bytes();
+    bool inline_body = !bodyless && !raw.empty() && raw.size() <= http2::Body::kMaxHead;
+    Bytes body = bodyless || inline_body ? Bytes() : edge_.stable_body(response);
+    size_t body_size = inline_body ? raw.size() : body.size();
 
     char status_text[4];
     std::to_chars(status_text, status_text + 3, status);
@@ -386,7 +391,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
       length = response.header("content-length").value_or("");
     if (length.empty()) {
       auto lr = std::to_chars(length_text, length_text + sizeof length_text,
-                              s.head ? response.body_bytes().size() : body.size());
+                              s.head ? response.body_bytes().size() : body_size);
       length = std::string_view(length_text, static_cast<size_t>(lr.ptr - length_text));
     }
 
@@ -412,7 +417,11 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     if (status != 204 && status != 304) out_headers_.push_back({"content-length", length});
 
     http2::Body* provider = nullptr;
-    if (!bodyless && !body.empty()) {
+    if (inline_body) {
+      s.out.reset(raw.span(), Bytes());
+      s.out.reset_after = reset_after;
+      provider = &s.out;
+    } else if (!bodyless && !body.empty()) {
       s.out.reset({}, std::move(body));
       s.out.reset_after = reset_after;
       provider = &s.out;

@@ -382,7 +382,9 @@ class Http1Connection final : public ConnectionHandler {
     start.keep_alive = keep;
     start.head_request = head_request_;
     start.request_version = version_;
-    Bytes body = edge_.stable_body(resp);
+    // A small body is copied by the writer before the arena is reset.
+    const Bytes& raw = resp.body_bytes();
+    Bytes body = raw.size() <= http1::ResponseWriter::kCopyBelow ? raw : edge_.stable_body(resp);
     http1::ResponseWriter writer(out);
     if (!writer.write(start, body)) {
       EMBER_WARN("ember.edge", "flare produced an invalid response header; answering 500",

@@ -258,7 +258,10 @@ bool ResponseWriter::body(const Bytes& piece) {
     case Mode::length:
       if (piece.size() > remaining_) return false;
       remaining_ -= piece.size();
-      out_->append(piece);
+      if (piece.size() <= kCopyBelow)
+        out_->append_copy(piece.data(), piece.size());
+      else
+        out_->append(piece);
       return true;
     case Mode::chunked:
       write_chunk(*out_, piece);

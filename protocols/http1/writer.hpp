@@ -66,6 +66,11 @@ struct ResponseStart {
 //   w.begin(start, std::nullopt); w.body(piece); ... w.end(trailers);  // chunked
 class ResponseWriter {
  public:
+  // Body pieces up to this size are copied into the output's cork next to
+  // the head (one iovec, no reference to hold); larger ones are referenced.
+  // A caller may hand over a piece it is about to reuse only if it is this small.
+  static constexpr size_t kCopyBelow = 256;
+
   explicit ResponseWriter(IoChain& out) noexcept : out_(&out) {}
 
   // A whole response with `body` as its Content-Length body ("Content-Length:

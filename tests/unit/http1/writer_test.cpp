@@ -57,17 +57,31 @@ TEST(ReasonPhrase, Table) {
 TEST(ResponseWriter, ContentLengthBodyByReference) {
   IoChain out;
   ResponseWriter w(out);
-  Bytes body = Bytes::copy("hello world");
+  std::string text(ResponseWriter::kCopyBelow + 1, 'b');
+  Bytes body = Bytes::copy(text);
   Field fields[] = {{"Content-Type", "text/plain"}, {"X-Trace", "a\tb"}};
   ASSERT_TRUE(w.write({.status = 200, .fields = fields, .date = kDate}, body));
   EXPECT_EQ(flatten(out), "HTTP/1.1 200 OK\r\n" + kDateLine +
                               "Content-Type: text/plain\r\nX-Trace: a\tb\r\n"
-                              "Content-Length: 11\r\n\r\nhello world");
+                              "Content-Length: 257\r\n\r\n" + text);
   // Head in one cork iovec, the body as its own iovec pointing at the Bytes.
   ASSERT_EQ(out.iov_count(), 2u);
   EXPECT_EQ(out.iov()[1].iov_base, body.data());
   EXPECT_EQ(out.iov()[1].iov_len, body.size());
   EXPECT_FALSE(w.closing());
+}
+
+TEST(ResponseWriter, SmallBodyIsCopiedBesideTheHead) {
+  IoChain out;
+  ResponseWriter w(out);
+  std::string text = "hello world";
+  Bytes body = Bytes::copy(text);
+  ASSERT_TRUE(w.write({.status = 200, .date = kDate}, body));
+  // One iovec: the caller may reuse the body's memory once write() returns.
+  ASSERT_EQ(out.iov_count(), 1u);
+  body = Bytes();
+  EXPECT_EQ(flatten(out),
+            "HTTP/1.1 200 OK\r\n" + kDateLine + "Content-Length: 11\r\n\r\nhello world");
 }
 
 TEST(ResponseWriter, EmptyBodySaysContentLengthZero) {
