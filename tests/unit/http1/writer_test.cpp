@@ -63,7 +63,8 @@ TEST(ResponseWriter, ContentLengthBodyByReference) {
   ASSERT_TRUE(w.write({.status = 200, .fields = fields, .date = kDate}, body));
   EXPECT_EQ(flatten(out), "HTTP/1.1 200 OK\r\n" + kDateLine +
                               "Content-Type: text/plain\r\nX-Trace: a\tb\r\n"
-                              "Content-Length: 257\r\n\r\n" + text);
+                              "Content-Length: 257\r\n\r\n" +
+                              text);
   // Head in one cork iovec, the body as its own iovec pointing at the Bytes.
   ASSERT_EQ(out.iov_count(), 2u);
   EXPECT_EQ(out.iov()[1].iov_base, body.data());
