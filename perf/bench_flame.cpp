@@ -672,6 +672,18 @@ struct Loader {
           slots.size, o->output ? o->output->size() : size_t{0});
   }
 
+  // Stamps `slot` for its next call and starts its clock; returns the call's
+  // task id (its sequence number in decimal, written to `id`).
+  std::string_view begin_call(int slot, char (&id)[24], uint64_t* seq_out = nullptr) {
+    uint64_t s = seq++;
+    slots.stamp(slot, s);
+    auto [end, ec] = std::to_chars(id, id + sizeof id, s);
+    (void)ec;
+    slots.started[static_cast<size_t>(slot)] = now_ns();
+    if (seq_out) *seq_out = s;
+    return {id, static_cast<size_t>(end - id)};
+  }
+
   uint64_t run_grpc(const Budget& b) {
     fl::InstanceClient& c = *server.client;
     std::vector<fl::Completion> done;
@@ -680,15 +692,11 @@ struct Loader {
     uint64_t issued = 0, completed = 0;
     int inflight = 0;
     auto issue = [&](int slot) {
-      uint64_t s = seq++;
-      slots.stamp(slot, s);
       char id[24];
-      auto [end, ec] = std::to_chars(id, id + sizeof id, s);
-      (void)ec;
+      uint64_t s;
+      std::string_view task_id = begin_call(slot, id, &s);
       uint64_t tag = (s << 8) | static_cast<uint64_t>(slot);
-      slots.started[static_cast<size_t>(slot)] = now_ns();
-      auto r = c.start_task(tag, std::string_view(id, static_cast<size_t>(end - id)), g_session,
-                            slots.input[static_cast<size_t>(slot)]);
+      auto r = c.start_task(tag, task_id, g_session, slots.input[static_cast<size_t>(slot)]);
       if (!r) stall(server.name, "start_task: " + r.error().message);
       ++issued;
       ++inflight;
@@ -721,15 +729,9 @@ struct Loader {
     uint64_t issued = 0, completed = 0;
     int inflight = 0;
     auto issue = [&](int slot) {
-      uint64_t s = seq++;
-      slots.stamp(slot, s);
       char id[24];
-      auto [end, ec] = std::to_chars(id, id + sizeof id, s);
-      (void)ec;
-      slots.started[static_cast<size_t>(slot)] = now_ns();
-      fl::wire::EncodedMessage m =
-          fl::wire::encode_task_context(std::string_view(id, static_cast<size_t>(end - id)),
-                                        g_session, slots.input[static_cast<size_t>(slot)]);
+      fl::wire::EncodedMessage m = fl::wire::encode_task_context(
+          begin_call(slot, id), g_session, slots.input[static_cast<size_t>(slot)]);
       c.start_task(static_cast<uint64_t>(slot), m.head_span(),
                    std::span<const uint8_t>(m.body.data(), m.body.size()));
       ++issued;

@@ -140,12 +140,21 @@ EncodedMessage encode_task_failure(std::string_view message) {
   return r;
 }
 
+namespace {
+// The ExecutorAttributes message body: a tag, a length and the bytes per attribute.
+size_t attributes_message_size(std::span<const std::string> attributes) {
+  uint8_t varint[10];
+  size_t n = 0;
+  for (const std::string& a : attributes)
+    n += 1 + put_varint(varint, a.size()) + a.size();
+  return n;
+}
+}  // namespace
+
 size_t attributes_size(std::span<const std::string> attributes) {
   if (attributes.empty()) return 0;
   uint8_t varint[10];
-  size_t inner = 0;
-  for (const std::string& a : attributes)
-    inner += 1 + put_varint(varint, a.size()) + a.size();
+  size_t inner = attributes_message_size(attributes);
   return 1 + put_varint(varint, inner) + inner;
 }
 
@@ -169,11 +178,9 @@ EncodedMessage wrap_task_result(EncodedMessage task_result,
   all.append(reinterpret_cast<const char*>(task_result.body.data()), task_result.body.size());
   if (!attributes.empty()) {
     uint8_t varint[10];
-    size_t inner = 0;
-    for (const std::string& a : attributes)
-      inner += 1 + put_varint(varint, a.size()) + a.size();
     all.push_back(0x12);  // attributes: field 2, length-delimited
-    all.append(reinterpret_cast<const char*>(varint), put_varint(varint, inner));
+    all.append(reinterpret_cast<const char*>(varint),
+               put_varint(varint, attributes_message_size(attributes)));
     for (const std::string& a : attributes) {
       all.push_back(0x0A);  // ExecutorAttributes.attr: field 1, bytes
       all.append(reinterpret_cast<const char*>(varint), put_varint(varint, a.size()));
