@@ -4,12 +4,18 @@ JOBS=${JOBS:-$(nproc)}
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# configure_build DIR [cmake args...]: configure once, then build.
+# configure_build DIR [cmake args...] [-- targets...]: configure once, then
+# build the targets (default: all).
 configure_build() {
-  local dir=$1
+  local dir=$1 args=() targets=()
   shift
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    args+=("$1")
+    shift
+  done
+  [ $# -gt 0 ] && shift && targets=("$@")
   if [ ! -f "$dir/build.ninja" ]; then
-    cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+    cmake -S "$ROOT" -B "$dir" -G Ninja "${args[@]}" >/dev/null
   fi
-  ninja -C "$dir" -j "$JOBS"
+  ninja -C "$dir" -j "$JOBS" "${targets[@]}"
 }

@@ -55,7 +55,7 @@ release_tests() {
     ctest --test-dir build-test --output-on-failure -j 2 -L 'unit|integration|install'
 }
 
-# Sanitizer builds: -O1 with line tables only (-g1): the reports still name
+# Sanitizer and fuzz builds: -O1 with line tables only (-g1): the reports still name
 # file and line. Compiling dominates these phases on 2 cores, and with the
 # sanitizers on, -O1 compiles in ~55% of -O2's time (broker_test.cpp: 28 s vs
 # 50 s) while the tests run only slightly slower.
@@ -77,9 +77,9 @@ thread_sanitizer_tests() {
 }
 
 fuzz() {
-  CC=clang CXX=clang++ configure_build build-test-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  CC=clang CXX=clang++ configure_build build-test-fuzz "${SANITIZER_BUILD[@]}" \
     -DEMBER_BUILD_FUZZ=ON -DEMBER_BUILD_TESTS=OFF -DEMBER_BUILD_PERF=OFF \
-    -DEMBER_BUILD_EXAMPLES=OFF &&
+    -DEMBER_BUILD_EXAMPLES=OFF -- ember_fuzz &&
     tests/fuzz/run.sh "$FUZZ_SECONDS" build-test-fuzz
 }
 

@@ -71,7 +71,7 @@ def post(path="/echo", extra=()):
 def goaway(code):
     """Connection error: a GOAWAY with `code`, then the server closes."""
     def check(c, port):
-        c.timeout = 5 * edge.SLOW  # it comes at once when it comes at all
+        c.timeout = 2 * edge.SLOW  # it comes at once when it comes at all
         frames = c.wait_closed()
         gs = [f for f in frames if isinstance(f, hf.GoAwayFrame)]
         assert gs, "no GOAWAY before close; frames: %r" % frames
