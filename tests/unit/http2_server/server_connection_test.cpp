@@ -118,6 +118,7 @@ class TestProtocol final : public SessionConnection, private SessionHandler {
   }
   void on_header(int32_t, std::string_view, std::string_view) override {}
   void on_headers_end(int32_t) override {}
+  using SessionConnection::on_data;  // the socket's; this one is the stream's
   void on_data(int32_t, const Bytes& chunk) override {
     if (!gather_ || gathered_ + chunk.size() > gather_.capacity()) return;
     if (chunk.data() == gather_.data() + gathered_)
