@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "handlers/queue/sigv4.hpp"
+#include "protocols/http1/http1.hpp"
 
 namespace ember::queue {
 
@@ -219,14 +220,14 @@ Result<HttpEndpoint> parse_endpoint(std::string_view spec) {
 
 std::string service_config_path(std::string_view service_name) {
   std::string out("/");
-  out += sigv4::uri_encode(service_name, false);
+  out += http1::percent_encode(service_name, false);
   return out;
 }
 
 std::string bucket_config_path(std::string_view service_name, std::string_view key) {
   std::string out = service_config_path(service_name);
   out += '/';
-  out += sigv4::uri_encode(key, false);
+  out += http1::percent_encode(key, false);
   return out;
 }
 

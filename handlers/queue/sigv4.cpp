@@ -1,4 +1,5 @@
 #include "handlers/queue/sigv4.hpp"
+#include "protocols/http1/http1.hpp"
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -124,24 +125,6 @@ Result<FileDigest> sha256_file(const std::string& path, std::size_t chunk) {
   return out;
 }
 
-std::string uri_encode(std::string_view in, bool keep_slash) {
-  std::string out;
-  out.reserve(in.size() + in.size() / 2);
-  for (char ch : in) {
-    auto c = static_cast<unsigned char>(ch);
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved || (keep_slash && c == '/')) {
-      out.push_back(ch);
-    } else {
-      out.push_back('%');
-      out.push_back("0123456789ABCDEF"[c >> 4]);
-      out.push_back("0123456789ABCDEF"[c & 15]);
-    }
-  }
-  return out;
-}
-
 Signer::Signer(std::string access_key, std::string secret_key, std::string region,
                std::string service, Options options)
     : access_key_(std::move(access_key)),
@@ -195,12 +178,12 @@ Result<Signed> Signer::sign(const Request& r) const {
   Signed s;
   s.amz_date = amz_date;
   s.content_sha256 = options_.content_sha256_header ? std::string(r.payload_sha256) : "";
-  s.canonical_uri = uri_encode(r.path, true);
+  s.canonical_uri = http1::percent_encode(r.path, true);
 
   std::vector<std::pair<std::string, std::string>> query;
   query.reserve(r.query.size());
   for (const QueryParam& q : r.query)
-    query.emplace_back(uri_encode(q.name, false), uri_encode(q.value, false));
+    query.emplace_back(http1::percent_encode(q.name, false), http1::percent_encode(q.value, false));
   std::sort(query.begin(), query.end());
   for (std::size_t i = 0; i < query.size(); ++i) {
     if (i) s.canonical_query += '&';

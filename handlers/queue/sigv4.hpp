@@ -57,9 +57,6 @@ struct FileDigest {
 // grow with the file. Errors name the path and the errno text.
 Result<FileDigest> sha256_file(const std::string& path, std::size_t chunk = 64 * 1024);
 
-// SigV4 URI encoding; '/' is kept when keep_slash (paths), encoded otherwise.
-std::string uri_encode(std::string_view in, bool keep_slash);
-
 struct Header {
   std::string_view name;   // any case; signed lower-cased
   std::string_view value;  // signed trimmed, inner runs of spaces collapsed

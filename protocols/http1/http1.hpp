@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace ember::http1 {
@@ -27,6 +28,13 @@ std::optional<std::string_view> find_field(std::span<const Field> fields,
                                            std::string_view name) noexcept;
 // ASCII case-insensitive equality.
 bool iequals(std::string_view a, std::string_view b) noexcept;
+
+// RFC 3986 percent-encoding of every byte but the unreserved ones
+// (A-Z a-z 0-9 - . _ ~), and '/' when keep_slash (paths).
+std::string percent_encode(std::string_view in, bool keep_slash = false);
+// Decodes %XX, and '+' as a space (application/x-www-form-urlencoded, query
+// strings). False when a '%' is not followed by two hex digits.
+bool form_decode(std::string_view in, std::string* out);
 
 // HTTP/1.x minor versions above 1 (HTTP/1.2 ...) are read as 1.1, as RFC 9110
 // section 2.5 asks; other major versions are refused.

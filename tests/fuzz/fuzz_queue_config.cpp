@@ -14,6 +14,7 @@
 #include "handlers/queue/config.hpp"
 #include "handlers/queue/sigv4.hpp"
 #include "handlers/queue/u64.hpp"
+#include "protocols/http1/http1.hpp"
 
 using namespace ember::queue;
 
@@ -67,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!again || again->host != ep->host || again->port != ep->port || again->tls != ep->tls)
       std::abort();
   }
-  std::string enc = sigv4::uri_encode(text, true);
+  std::string enc = ember::http1::percent_encode(text, true);
   for (char c : enc)
     if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f)
       std::abort();

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ember/log.hpp"
+#include "protocols/http1/http1.hpp"
 #include "protocols/websocket/frame.hpp"
 #include "protocols/websocket/utf8.hpp"
 
@@ -236,38 +237,6 @@ bool aes_gcm(bool encrypt, std::string_view secret, std::string_view in, std::st
   }
   result.resize(len);
   *out = std::move(result);
-  return true;
-}
-
-std::string url_encode(std::string_view in) {
-  std::string out;
-  for (char ch : in) {
-    auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(ch);
-    } else {
-      out.push_back('%');
-      out.push_back("0123456789ABCDEF"[c >> 4]);
-      out.push_back("0123456789ABCDEF"[c & 15]);
-    }
-  }
-  return out;
-}
-
-bool url_decode(std::string_view in, std::string* out) {
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      if (i + 2 >= in.size()) return false;
-      int h = unhex(in[i + 1]), l = unhex(in[i + 2]);
-      if (h < 0 || l < 0) return false;
-      out->push_back(static_cast<char>(h << 4 | l));
-      i += 2;
-    } else if (in[i] == '+') {
-      out->push_back(' ');
-    } else {
-      out->push_back(in[i]);
-    }
-  }
   return true;
 }
 
@@ -689,11 +658,11 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     }
     case encoding_url_encode:
       if ((t = view_string(u32(0), u32(1), &s))) return t;
-      return give(url_encode(s), r);
+      return give(http1::percent_encode(s), r);
     case encoding_url_decode: {
       if ((t = view_string(u32(0), u32(1), &s))) return t;
       std::string out;
-      return url_decode(s, &out) ? give(out, r) : 0;
+      return http1::form_decode(s, &out) ? give(out, r) : 0;
     }
     case id_uuid: {
       if ((t = view_string(u32(0), u32(1), &s))) return t;

@@ -203,19 +203,6 @@ TEST(SigV4Suite, GetUtf8PathIsEncodedFromTheDecodedForm) {
 
 // ---- encoding and canonical form ---------------------------------------------
 
-TEST(SigV4Encoding, UriEncode) {
-  EXPECT_EQ(uri_encode("a b", false), "a%20b");
-  EXPECT_EQ(uri_encode("a+b", false), "a%2Bb");
-  EXPECT_EQ(uri_encode("100%", false), "100%25");
-  EXPECT_EQ(uri_encode("%2F", true), "%252F");  // a literal percent is data, not an escape
-  EXPECT_EQ(uri_encode("a/b", true), "a/b");
-  EXPECT_EQ(uri_encode("a/b", false), "a%2Fb");
-  EXPECT_EQ(uri_encode("A-z_0.9~", false), "A-z_0.9~");
-  EXPECT_EQ(uri_encode("=&?#*!'()$", false), "%3D%26%3F%23%2A%21%27%28%29%24");
-  EXPECT_EQ(uri_encode("\xd0\xba", false), "%D0%BA");
-  EXPECT_EQ(uri_encode(std::string_view("\0", 1), false), "%00");
-}
-
 TEST(SigV4Encoding, PathIsNotNormalised) {
   auto signer = Signer("AK", "SK");
   Request r{.method = "GET", .host = "h", .path = "/b/./x/../y//z", .time = kMay24};
