@@ -147,7 +147,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (!root.IsDefined() || root.IsNull()) return c;
   check_keys(o, root,
              {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets",
-              "spark", "plasma"},
+              "spark", "plasma", "admin"},
              "the file");
   if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
   if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
@@ -191,6 +191,21 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
           number(o, pl["writes_per_invocation"], "writes_per_invocation", 1'000'000));
     if (c.plasma.max_value > (16u << 20))
       fail(o, pl["max_value"], "'max_value' must be at most 16m");
+  }
+  if (const YAML::Node& ad = root["admin"]) {
+    check_keys(o, ad, {"token", "path", "state_dir"}, "admin");
+    if (!ad["token"]) fail(o, ad, "'admin' needs a 'token' (a value, {env: NAME} or {file: PATH})");
+    c.admin.token = secret_value(o, ad["token"], "admin.token");
+    if (c.admin.token.size() < 16)
+      fail(o, ad["token"],
+           "'admin.token' must be at least 16 characters (e.g. openssl rand -hex 32)");
+    for (char ch : c.admin.token)
+      if (ch <= ' ' || ch > '~')
+        fail(o, ad["token"], "'admin.token' must be printable ASCII without spaces");
+    if (ad["path"]) c.admin.path = scalar(o, ad["path"], "path");
+    if (c.admin.path.size() < 2 || c.admin.path[0] != '/' || c.admin.path.back() == '/')
+      fail(o, ad["path"], "'admin.path' must start with / and not end with one, e.g. /_ember");
+    if (ad["state_dir"]) c.admin.state_dir = scalar(o, ad["state_dir"], "state_dir");
   }
   if (const YAML::Node& sec = root["secrets"]) {
     if (!sec.IsMap())

@@ -49,6 +49,7 @@ bool path_matches(std::string_view prefix, std::string_view path) noexcept {
 
 Router::Router(std::vector<Route> routes) : routes_(std::move(routes)) {
   std::stable_sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) {
+    if (a.first != b.first) return a.first;
     int ra = host_rank(a.host), rb = host_rank(b.host);
     if (ra != rb) return ra > rb;
     return a.path.size() > b.path.size();
@@ -78,6 +79,7 @@ void Rooms::broadcast(std::string_view room, std::string_view data, bool text) {
 LoopEdge::LoopEdge(Loop& l, Shared& s)
     : loop(l),
       shared(s),
+      router_(s.router),
       arena_(s.config.limits.arena_size, s.config.limits.arena_size),
       scratch_(arena_) {
   free_states_.reserve(kMaxPooledStates);  // give_state() never allocates

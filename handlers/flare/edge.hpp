@@ -16,18 +16,14 @@
 
 namespace ember::flare::detail {
 
-struct Route {
-  std::string host;  // "*", "example.com" or "*.example.com" (lower case)
-  std::string path;  // prefix
-  std::string flare_name;
-  std::shared_ptr<Flare> flare;
-};
+using Route = LiveRoute;
 
 class Router {
  public:
   explicit Router(std::vector<Route> routes);
-  // The most specific route: exact host over wildcard over "*", then the
-  // longest path prefix (matched at a segment boundary).
+  // Routes marked `first` (the admin API), then the most specific route:
+  // exact host over wildcard over "*", then the longest path prefix (matched
+  // at a segment boundary).
   const Route* match(std::string_view host, std::string_view path) const noexcept;
   const std::vector<Route>& routes() const noexcept { return routes_; }
 
@@ -50,7 +46,7 @@ class Rooms {
 
 struct Shared {
   ServerConfig config;
-  Router router;
+  std::shared_ptr<const Router> router;  // the table each loop starts with
   Rooms rooms;
 };
 
@@ -76,6 +72,12 @@ class LoopEdge {
   Loop& loop;
   Shared& shared;
   const Limits& limits() const noexcept { return shared.config.limits; }
+
+  // This loop's route table (loop thread). Server::set_routes() replaces it
+  // between two turns; a WebSocket connection keeps the table it was routed
+  // by, so its flare lives as long as it does.
+  const std::shared_ptr<const Router>& router() const noexcept { return router_; }
+  void set_router(std::shared_ptr<const Router> router) noexcept { router_ = std::move(router); }
 
   // Runs the route's flare on `request`. Never throws: a failing flare,
   // an exhausted arena or a proxy action becomes an error response. The
@@ -103,6 +105,7 @@ class LoopEdge {
   void deliver_local(std::string_view room, const Bytes& data, bool text);
 
  private:
+  std::shared_ptr<const Router> router_;
   Arena arena_;
   Scratch scratch_;
   std::vector<std::unique_ptr<PooledRequestState>> free_states_;

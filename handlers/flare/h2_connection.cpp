@@ -346,7 +346,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   }
 
   void respond(Stream& s, const Request& request) {
-    const Route* route = edge_.shared.router.match(request.host(), request.path());
+    const Route* route = edge_.router()->match(request.host(), request.path());
     Response response(edge_.scratch());
     edge_.invoke(route, request, response);
     submit(s, response, false);

@@ -362,7 +362,7 @@ class Http1Connection final : public ConnectionHandler {
   // handed to another protocol or is closing.
   bool answer(Connection& conn, IoChain& out) {
     StoredRequest& request = rs_->request;
-    const Route* route = edge_.shared.router.match(request.host, path_of(request.url));
+    const Route* route = edge_.router()->match(request.host, path_of(request.url));
     if (upgrade_ == Upgrade::websocket && route && route->flare->accepts_websocket())
       return upgrade_websocket(conn, out, *route);
     if (upgrade_ == Upgrade::h2c && !draining_) {
@@ -453,7 +453,8 @@ class Http1Connection final : public ConnectionHandler {
     conn.clear_deadline();
     set_paused(false);
     request.protocol = "WebSocket";
-    conn.switch_handler(make_ws_connection(edge_, route, std::move(request)), take_unread());
+    conn.switch_handler(make_ws_connection(edge_, edge_.router(), route, std::move(request)),
+                        take_unread());
     return false;
   }
 

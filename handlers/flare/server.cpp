@@ -1,4 +1,5 @@
 // The edge server: config → reactor, listeners (plain and TLS), per-loop state.
+#include <mutex>
 #include <sstream>
 
 #include "core/tls.hpp"
@@ -20,6 +21,8 @@ struct Server::Impl {
   std::vector<std::shared_ptr<tls::ServerContext>> tls;  // per listener (null: plain)
   std::vector<uint16_t> ports;
   bool bound = false;
+  mutable std::mutex routes_mutex;
+  std::shared_ptr<const detail::Router> router;  // the newest table (routes_mutex)
 
   Impl(ServerConfig c, const Registry& r) : config(std::move(c)), registry(r) {}
 };
@@ -45,8 +48,8 @@ Result<void> Server::bind() {
     }
     routes.push_back({r.host, r.path, r.flare, std::move(f)});
   }
-  s.shared = std::make_unique<detail::Shared>(
-      detail::Shared{s.config, detail::Router(std::move(routes)), {}});
+  s.router = std::make_shared<const detail::Router>(std::move(routes));
+  s.shared = std::make_unique<detail::Shared>(detail::Shared{s.config, s.router, {}});
 
   ReactorOptions ro;
   ro.threads = s.config.loops;
@@ -117,6 +120,8 @@ std::string Server::describe() const {
   }
   for (const RouteConfig& r : s.config.routes)
     out << "route    " << r.host << r.path << "  ->  " << r.flare << "\n";
+  if (s.config.admin.enabled())
+    out << "admin    *" << s.config.admin.path << "  (deploy API; bearer token)\n";
   out << "loops    " << (s.reactor ? s.reactor->size() : s.config.loops) << "\n";
   return out.str();
 }
@@ -143,6 +148,34 @@ Result<void> Server::reload_certificates() {
   }
   EMBER_INFO("ember.edge", "TLS certificates reloaded", {"listeners", n});
   return {};
+}
+
+std::vector<LiveRoute> Server::routes() const {
+  std::lock_guard lock(impl_->routes_mutex);
+  return impl_->router ? impl_->router->routes() : std::vector<LiveRoute>{};
+}
+
+void Server::set_routes(std::vector<LiveRoute> routes) {
+  Impl& s = *impl_;
+  auto router = std::make_shared<const detail::Router>(std::move(routes));
+  {
+    std::lock_guard lock(s.routes_mutex);
+    s.router = std::move(router);
+  }
+  // Each loop takes the newest table when its turn comes (never inside an
+  // invocation: the route being served stays valid), so the order in which
+  // concurrent calls' posts arrive does not matter.
+  for (auto& edge : s.loops) {
+    detail::LoopEdge* e = edge.get();
+    e->loop.post([&s, e](Loop&) {
+      std::shared_ptr<const detail::Router> newest;
+      {
+        std::lock_guard lock(s.routes_mutex);
+        newest = s.router;
+      }
+      e->set_router(std::move(newest));
+    });
+  }
 }
 
 }  // namespace ember::flare

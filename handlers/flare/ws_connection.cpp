@@ -24,8 +24,10 @@ class WsConnection final : public ConnectionHandler,
                            private WsChannel,
                            private RoomMember {
  public:
-  WsConnection(LoopEdge& edge, const Route& route, StoredRequest request)
+  WsConnection(LoopEdge& edge, std::shared_ptr<const Router> router, const Route& route,
+               StoredRequest request)
       : edge_(edge),
+        router_(std::move(router)),
         route_(route),
         request_(std::move(request)),
         upgrade_(request_.view()),
@@ -202,6 +204,7 @@ class WsConnection final : public ConnectionHandler,
   }
 
   LoopEdge& edge_;
+  std::shared_ptr<const Router> router_;  // keeps route_ (and its flare) alive
   const Route& route_;
   StoredRequest request_;
   Request upgrade_;
@@ -225,9 +228,10 @@ class WsConnection final : public ConnectionHandler,
 
 }  // namespace
 
-std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge, const Route& route,
-                                                      StoredRequest request) {
-  return std::make_unique<WsConnection>(edge, route, std::move(request));
+std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge,
+                                                      std::shared_ptr<const Router> router,
+                                                      const Route& route, StoredRequest request) {
+  return std::make_unique<WsConnection>(edge, std::move(router), route, std::move(request));
 }
 
 }  // namespace ember::flare::detail

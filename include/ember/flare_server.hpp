@@ -73,6 +73,15 @@ struct PlasmaSettings {
   uint32_t writes_per_invocation = 100;  // then writes answer 2 (write limit)
 };
 
+// `admin:` in the config: the API that deploys, replaces and removes Wasm
+// flares at run time (docs/serve.md). Off without a token.
+struct AdminSettings {
+  std::string token;             // bearer token, at least 16 characters; empty: off
+  std::string path = "/_ember";  // the API's prefix, on every listener
+  std::string state_dir;         // deployments kept here and redeployed at start; empty: not kept
+  bool enabled() const noexcept { return !token.empty(); }
+};
+
 // Every limit has a default and a key of the same name under `limits:`.
 struct Limits {
   size_t arena_size = kDefaultArenaSize;  // per invocation
@@ -101,6 +110,7 @@ struct ServerConfig {
   WasmSettings wasm;
   SparkSettings spark;
   PlasmaSettings plasma;
+  AdminSettings admin;
   // `secrets:` per site (a route's host, or "*" for every site): name to
   // value. Values are read when the config loads and are never logged.
   std::map<std::string, std::map<std::string, std::string>> secrets;
@@ -113,6 +123,15 @@ Result<ServerConfig> parse_config(std::string_view yaml, std::string_view origin
 Result<ServerConfig> load_config(const std::string& path);
 // 127.0.0.1:8080 serving the bundled examples: /ws (ws-echo), /chat, /echo, / (hello).
 ServerConfig default_config();
+
+// A route as a running server holds it.
+struct LiveRoute {
+  std::string host = "*";  // "*", "example.com" or "*.example.com" (lower case)
+  std::string path = "/";  // prefix
+  std::string flare_name;
+  std::shared_ptr<Flare> flare;
+  bool first = false;  // matched before every other route (the admin API)
+};
 
 class Server {
  public:
@@ -132,6 +151,13 @@ class Server {
   void stop() noexcept;
   // Re-reads every TLS certificate (what SIGHUP does). Thread-safe.
   Result<void> reload_certificates();
+
+  // After bind(), thread-safe. The route table being served, and its
+  // replacement: each loop switches at its next turn. A request being
+  // answered, and every open WebSocket connection, keeps the flare it was
+  // routed to; the old flares are released with the last of them.
+  std::vector<LiveRoute> routes() const;
+  void set_routes(std::vector<LiveRoute> routes);
 
   struct Impl;
 

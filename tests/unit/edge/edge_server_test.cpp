@@ -243,5 +243,81 @@ TEST_F(EdgeServer, WebSocketEchoWhileHttpFlows) {
   EXPECT_GT(http_ok.load(), 0);
 }
 
+// Server::set_routes while clients on both loops keep asking: every answer
+// comes from one table or the other, and the last table wins everywhere.
+TEST_F(EdgeServer, RouteTablesAreReplacedUnderLoad) {
+  auto answer = [](std::string text) {
+    return [text](Context& ctx) {
+      ctx.response.set_body(std::string_view(text));
+      return Action::respond;
+    };
+  };
+  registry_.add("a", answer("from-a"));
+  registry_.add("b", answer("from-b"));
+  registry_.add("first", answer("from-first"));
+  std::vector<LiveRoute> base = server_->routes();
+  auto table = [&](const char* flare) {
+    std::vector<LiveRoute> routes = base;
+    routes.push_back({"*", "/swap", flare, registry_.find(flare)});
+    return routes;
+  };
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, wrong{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      while (!stop) {  // a connection per request: both loops take part
+        int fd = dial(port_);
+        if (fd < 0) break;
+        bool sent = send_all(fd, "GET /swap HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        std::string resp = read_until(fd, "\x01");  // to EOF
+        ::close(fd);
+        if (!sent) break;
+        // Before the first table: the default route's "hello".
+        if (!resp.ends_with("from-a") && !resp.ends_with("from-b") && !resp.ends_with("hello"))
+          ++wrong;
+        ++answered;
+      }
+    });
+  }
+  for (int i = 0; i < 100; ++i) {
+    server_->set_routes(table(i % 2 ? "b" : "a"));
+    std::this_thread::sleep_for(1ms);
+  }
+  server_->set_routes(table("b"));
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  EXPECT_GT(answered.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+
+  // The newest table serves on every loop, and a `first` route beats an
+  // exact-host one.
+  std::vector<LiveRoute> routes = table("b");
+  routes.push_back({"exact.test", "/", "a", registry_.find("a")});
+  routes.push_back({"*", "/admin", "first", registry_.find("first"), true});
+  server_->set_routes(routes);
+  ASSERT_EQ(server_->routes().front().flare_name, "first");
+  for (const char* host : {"t", "exact.test"}) {
+    int served = 0;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (served < 20 && std::chrono::steady_clock::now() < deadline) {
+      int fd = dial(port_);  // new connections land on both loops
+      ASSERT_GE(fd, 0);
+      std::string req =
+          std::string("GET /admin/x HTTP/1.1\r\nHost: ") + host + "\r\nConnection: close\r\n\r\n";
+      ASSERT_TRUE(send_all(fd, req));
+      std::string resp = read_until(fd, "\x01");
+      ::close(fd);
+      if (resp.ends_with("from-first"))
+        ++served;
+      else
+        std::this_thread::sleep_for(10ms);  // a loop takes the table at its next turn
+    }
+    EXPECT_EQ(served, 20) << host;
+  }
+}
+
 }  // namespace
 }  // namespace ember::flare
