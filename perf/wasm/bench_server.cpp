@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", config.error().message.c_str());
     return 2;
   }
-  if (auto added = flare::wasm::add_wasm_flares(*config, flares); !added) {
+  flare::wasm::WasmHost wasm_host(*config);
+  if (auto added = flare::wasm::add_wasm_flares(*config, flares, wasm_host); !added) {
     std::fprintf(stderr, "%s\n", added.error().message.c_str());
     return 2;
   }

@@ -475,6 +475,7 @@ int flame_run(int argc, char** argv) {
 
 int serve_main(int argc, char** argv);        // serve.cpp
 int flame_local_main(int argc, char** argv);  // flame_local.cpp
+int flare_main(int argc, char** argv);        // flare_cli.cpp
 
 int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "-h") == 0 || std::strcmp(argv[1], "--help") == 0) {
@@ -482,6 +483,7 @@ int main(int argc, char** argv) {
         "usage: ember <command> [options]\n\ncommands:\n"
         "  flame-local a single-node Flame session manager (flame.v1.Frontend)\n"
         "  flame-run   run a Flame service binary the way Flame's executor does\n"
+        "  flare       deploy, replace, list and remove Wasm flares on a running server\n"
         "  serve       serve HTTP/1.1, HTTP/2 and WebSocket traffic to flares\n"
         "\nRun `ember <command> --help` for a command's options.\n",
         argc < 2 ? stderr : stdout);
@@ -490,6 +492,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(argv[1], "flame-run") == 0) return flame_run(argc, argv);
   if (std::strcmp(argv[1], "flame-local") == 0) return flame_local_main(argc, argv);
   if (std::strcmp(argv[1], "serve") == 0) return serve_main(argc, argv);
+  if (std::strcmp(argv[1], "flare") == 0) return flare_main(argc, argv);
   std::fprintf(stderr, "ember: unknown command \"%s\"; run `ember --help`\n", argv[1]);
   return kExitUsage;
 }

@@ -1,10 +1,12 @@
 // `ember serve`: the edge server with the bundled (or linked-in) flares.
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "ember/flare_server.hpp"
 #include "ember/log.hpp"
+#include "handlers/flare/wasm/deploy.hpp"
 #include "handlers/flare/wasm/wasm_flare.hpp"
 
 namespace {
@@ -97,14 +99,25 @@ int serve_main(int argc, char** argv) {
   Registry registry;
   add_example_flares(registry);
   // Wasm flares are validated and compiled here, at deploy time.
-  if (auto added = ember::flare::wasm::add_wasm_flares(config, registry); !added) {
+  auto wasm_host = std::make_shared<ember::flare::wasm::WasmHost>(config);
+  if (auto added = ember::flare::wasm::add_wasm_flares(config, registry, *wasm_host); !added) {
     std::fprintf(stderr, "ember serve: %s\n", added.error().message.c_str());
     return 2;
   }
+  ServerConfig served = config;
   Server server(std::move(config), registry);
   if (auto bound = server.bind(); !bound) {
     std::fprintf(stderr, "ember serve: %s\n", bound.error().message.c_str());
     return bound.error().message.find("names flare") != std::string::npos ? 2 : 3;
+  }
+  std::unique_ptr<ember::flare::wasm::Deployer> deployer;
+  if (served.admin.enabled() && !check) {
+    auto started = ember::flare::wasm::Deployer::start(server, served, wasm_host);
+    if (!started) {
+      std::fprintf(stderr, "ember serve: %s\n", started.error().message.c_str());
+      return 2;
+    }
+    deployer = std::move(*started);
   }
   std::fputs(server.describe().c_str(), stdout);
   std::fflush(stdout);

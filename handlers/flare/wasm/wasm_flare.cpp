@@ -158,58 +158,79 @@ uint64_t plasma_node_id(const PlasmaSettings& s) {
   return h ? h : 1;
 }
 
-Result<void> add_wasm_flares(ServerConfig& config, Registry& registry) {
-  EngineOptions options = engine_options(config.wasm);
+WasmHost::WasmHost(const ServerConfig& config)
+    : options_(engine_options(config.wasm)),
+      spark_settings_(config.spark),
+      plasma_settings_(config.plasma),
+      secrets_(config.secrets),
+      origin_(config.origin) {}
+
+bool WasmHost::secret_defined(const std::string& host, const std::string& name) const {
+  for (const std::string& site : {host, std::string("*")}) {
+    auto s = secrets_.find(site);
+    if (s != secrets_.end() && s->second.count(name)) return true;
+  }
+  return false;
+}
+
+Result<FlarePolicy> WasmHost::policy(const std::string& host,
+                                     const std::vector<std::string>& allowed_secrets,
+                                     const std::vector<std::string>& capabilities) {
+  std::lock_guard lock(mutex_);
+  if (!spark_) {
+    SparkOptions so;
+    so.dir = spark_dir(spark_settings_);
+    so.max_size = spark_settings_.max_size;
+    so.max_value = spark_settings_.max_value;
+    so.max_keys_per_site = spark_settings_.max_keys_per_site;
+    auto opened = SparkStore::open(std::move(so));
+    if (!opened) return Error(origin_ + ": " + opened.error().message);
+    spark_ = std::move(*opened);
+    plasma_ = std::make_shared<PlasmaStore>(*spark_, plasma_node_id(plasma_settings_), 512,
+                                            plasma_settings_.max_value);
+  }
+  FlarePolicy policy;
+  policy.site = host;
+  policy.spark = spark_;
+  policy.spark_reads = spark_settings_.reads_per_invocation;
+  policy.spark_writes = spark_settings_.writes_per_invocation;
+  policy.plasma = plasma_;
+  policy.plasma_writes = plasma_settings_.writes_per_invocation;
+  for (const std::string& cap : capabilities) {
+    if (cap == "writes_spark_kv") policy.writes_spark = true;
+    if (cap == "writes_plasma_kv") policy.writes_plasma = true;
+  }
+  for (const std::string& name : allowed_secrets) {
+    for (const std::string& site : {host, std::string("*")}) {  // the site's own wins
+      auto s = secrets_.find(site);
+      if (s == secrets_.end()) continue;
+      if (auto v = s->second.find(name); v != s->second.end()) {
+        policy.secrets.emplace(name, v->second);
+        break;
+      }
+    }
+  }
+  return policy;
+}
+
+Result<void> add_wasm_flares(ServerConfig& config, Registry& registry, WasmHost& host) {
   std::map<std::string, std::shared_ptr<Module>> modules;  // by file: compiled once
-  std::shared_ptr<SparkStore> spark;                       // opened with the first Wasm route
-  std::shared_ptr<PlasmaStore> plasma;
   for (RouteConfig& r : config.routes) {
     if (r.wasm.empty()) continue;
-    if (!spark) {
-      SparkOptions so;
-      so.dir = spark_dir(config.spark);
-      so.max_size = config.spark.max_size;
-      so.max_value = config.spark.max_value;
-      so.max_keys_per_site = config.spark.max_keys_per_site;
-      auto opened = SparkStore::open(std::move(so));
-      if (!opened) return Error(config.origin + ": " + opened.error().message);
-      spark = std::move(*opened);
-      plasma = std::make_shared<PlasmaStore>(*spark, plasma_node_id(config.plasma), 512,
-                                             config.plasma.max_value);
-    }
+    auto policy = host.policy(r.host, r.allowed_secrets, r.capabilities);
+    if (!policy) return policy.error();
     auto& module = modules[r.wasm];
     if (!module) {
-      auto loaded = load_module(r.wasm, options);
+      auto loaded = load_module(r.wasm, host.options());
       if (!loaded)
         return Error(config.origin + ": route " + r.host + r.path + ": " + loaded.error().message);
       module = std::move(*loaded);
-    }
-    FlarePolicy policy;
-    policy.site = r.host;
-    policy.spark = spark;
-    policy.spark_reads = config.spark.reads_per_invocation;
-    policy.spark_writes = config.spark.writes_per_invocation;
-    policy.plasma = plasma;
-    policy.plasma_writes = config.plasma.writes_per_invocation;
-    for (const std::string& cap : r.capabilities) {
-      if (cap == "writes_spark_kv") policy.writes_spark = true;
-      if (cap == "writes_plasma_kv") policy.writes_plasma = true;
-    }
-    for (const std::string& name : r.allowed_secrets) {
-      for (const std::string& site : {r.host, std::string("*")}) {  // the site's own wins
-        auto s = config.secrets.find(site);
-        if (s == config.secrets.end()) continue;
-        if (auto v = s->second.find(name); v != s->second.end()) {
-          policy.secrets.emplace(name, v->second);
-          break;
-        }
-      }
     }
     // Flares share a name (and instance pools) only when they are granted the same.
     std::string name = "wasm:" + r.wasm;
     if (!r.allowed_secrets.empty() || !r.capabilities.empty() || r.host != "*")
       name += "@" + r.host + r.path;
-    if (!registry.find(name)) registry.add(name, make_flare(name, module, std::move(policy)));
+    if (!registry.find(name)) registry.add(name, make_flare(name, module, std::move(*policy)));
     r.flare = name;
   }
   return {};
