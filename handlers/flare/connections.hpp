@@ -46,10 +46,9 @@ struct H2cUpgrade {
 std::unique_ptr<ConnectionHandler> make_h2_connection(LoopEdge& edge,
                                                       std::unique_ptr<H2cUpgrade> upgrade = {});
 
-// WebSocket after a 101 for `route`'s flare (a route of `router`, which the
-// connection keeps alive); `request` is the upgrade request.
-std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge,
-                                                      std::shared_ptr<const Router> router,
-                                                      const Route& route, StoredRequest request);
+// WebSocket after a 101 for `route`'s flare, which the connection keeps for
+// its life; `request` is the upgrade request.
+std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge, const Route& route,
+                                                      StoredRequest request);
 
 }  // namespace ember::flare::detail

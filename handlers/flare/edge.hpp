@@ -74,8 +74,8 @@ class LoopEdge {
   const Limits& limits() const noexcept { return shared.config.limits; }
 
   // This loop's route table (loop thread). Server::set_routes() replaces it
-  // between two turns; a WebSocket connection keeps the table it was routed
-  // by, so its flare lives as long as it does.
+  // between two turns; a WebSocket connection keeps the flare it was routed
+  // to for as long as it lives.
   const std::shared_ptr<const Router>& router() const noexcept { return router_; }
   void set_router(std::shared_ptr<const Router> router) noexcept { router_ = std::move(router); }
 

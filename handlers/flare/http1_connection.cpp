@@ -453,8 +453,7 @@ class Http1Connection final : public ConnectionHandler {
     conn.clear_deadline();
     set_paused(false);
     request.protocol = "WebSocket";
-    conn.switch_handler(make_ws_connection(edge_, edge_.router(), route, std::move(request)),
-                        take_unread());
+    conn.switch_handler(make_ws_connection(edge_, route, std::move(request)), take_unread());
     return false;
   }
 

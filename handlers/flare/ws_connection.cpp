@@ -24,11 +24,10 @@ class WsConnection final : public ConnectionHandler,
                            private WsChannel,
                            private RoomMember {
  public:
-  WsConnection(LoopEdge& edge, std::shared_ptr<const Router> router, const Route& route,
-               StoredRequest request)
+  WsConnection(LoopEdge& edge, const Route& route, StoredRequest request)
       : edge_(edge),
-        router_(std::move(router)),
-        route_(route),
+        flare_(route.flare),
+        flare_name_(route.flare_name),
         request_(std::move(request)),
         upgrade_(request_.view()),
         parser_(
@@ -130,17 +129,17 @@ class WsConnection final : public ConnectionHandler,
     try {
       switch (type) {
         case WsEventType::open:
-          route_.flare->ws_open(ctx);
+          flare_->ws_open(ctx);
           break;
         case WsEventType::message:
-          route_.flare->ws_message(ctx);
+          flare_->ws_message(ctx);
           break;
         case WsEventType::close:
-          route_.flare->ws_close(ctx);
+          flare_->ws_close(ctx);
           break;
       }
     } catch (const std::exception& e) {
-      EMBER_WARN("ember.flare", "WebSocket flare failed", {"flare", route_.flare_name},
+      EMBER_WARN("ember.flare", "WebSocket flare failed", {"flare", flare_name_},
                  {"error", e.what()});
       start_close(websocket::close_code::internal_error, "flare failed");
     }
@@ -204,8 +203,10 @@ class WsConnection final : public ConnectionHandler,
   }
 
   LoopEdge& edge_;
-  std::shared_ptr<const Router> router_;  // keeps route_ (and its flare) alive
-  const Route& route_;
+  // The flare it was routed to: a replacement of the route table leaves an
+  // open connection on it.
+  std::shared_ptr<Flare> flare_;
+  std::string flare_name_;
   StoredRequest request_;
   Request upgrade_;
   websocket::Parser parser_;
@@ -228,10 +229,9 @@ class WsConnection final : public ConnectionHandler,
 
 }  // namespace
 
-std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge,
-                                                      std::shared_ptr<const Router> router,
-                                                      const Route& route, StoredRequest request) {
-  return std::make_unique<WsConnection>(edge, std::move(router), route, std::move(request));
+std::unique_ptr<ConnectionHandler> make_ws_connection(LoopEdge& edge, const Route& route,
+                                                      StoredRequest request) {
+  return std::make_unique<WsConnection>(edge, route, std::move(request));
 }
 
 }  // namespace ember::flare::detail

@@ -230,13 +230,20 @@ def test_deployments_are_restored_after_a_restart(start_server, tmp_path_factory
     d = tmp_path_factory.mktemp("restart")
     kw = dict(tls=False, extra_config=admin_config(d), wasm={"cache_dir": str(d / "cache")})
     first = start_server(**kw)
+    assert cli(first, "deploy", "kept", modules["req1"], "--path", "/kept").returncode == 0
     assert cli(first, "deploy", "kept", modules["req2"], "--path", "/kept").returncode == 0
     assert cli(first, "deploy", "tampered", modules["req1"], "--path", "/t").returncode == 0
+    assert cli(first, "deploy", "gone", modules["req1"], "--path", "/g").returncode == 0
+    assert cli(first, "remove", "gone").returncode == 0
+    sha = {name: curl(first, "GET", "/flares/" + name)[1]["sha256"] for name in ("kept", "tampered")}
+    # Files are written and removed on the deployer's thread, in order.
+    want = sorted(["kept.json", "kept.%s.wasm" % sha["kept"], "tampered.json",
+                   "tampered.%s.wasm" % sha["tampered"]])
+    eventually(lambda: sorted(os.listdir(d / "state")) == want,
+               "state_dir holds %s, not %s" % (sorted(os.listdir(d / "state")), want))
     edge.stop_and_check(first)
     first.stopped_by_test = True
-    assert sorted(os.listdir(d / "state")) == ["kept.json", "kept.wasm", "tampered.json",
-                                               "tampered.wasm"]
-    with open(d / "state" / "tampered.wasm", "ab") as f:
+    with open(d / "state" / ("tampered.%s.wasm" % sha["tampered"]), "ab") as f:
         f.write(b"\0")
 
     second = start_server(**kw)  # serves the saved deployment from its first request

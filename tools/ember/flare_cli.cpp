@@ -99,9 +99,12 @@ class AdminClient {
     }
     nlohmann::json j = nlohmann::json::parse(resp->body, nullptr, false);
     if (j.is_discarded()) {
-      std::fprintf(stderr, "ember flare: %s answered %d without JSON; is it the admin API?\n",
-                   url.c_str(), resp->status);
-      throw Exit{kExitUnreachable};
+      std::string why = resp->status == 413
+                            ? "the module is larger than the server's limits.max_body"
+                            : "not a JSON answer; is " + base_ + " the admin API (admin.path)?";
+      std::fprintf(stderr, "ember flare: %s %s: %d: %s\n", std::string(method).c_str(), url.c_str(),
+                   resp->status, why.c_str());
+      throw Exit{kExitRefused};
     }
     if (status) *status = resp->status;
     if (resp->status >= 300) {

@@ -1,6 +1,8 @@
 #include "handlers/flare/wasm/deploy.hpp"
 
+#include <fcntl.h>
 #include <openssl/crypto.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -31,11 +33,16 @@ struct Spec {
   std::vector<std::string> secrets, capabilities;
 };
 
+// What the compiler thread does next: compile and serve a version, or
+// forget a removed deployment's files (state_dir is touched only there, in
+// the order the calls came).
 struct Job {
   std::string name;
   uint64_t version = 0;
   Spec spec;
   std::string module;
+  std::string sha256;
+  bool remove = false;
 };
 
 struct Record {
@@ -109,19 +116,38 @@ json record_json(const std::string& name, const Record& r) {
   return j;
 }
 
-// Writes `data` to `path` through a temporary file and a rename.
+// Writes `data` to `path` durably: a temporary file, fsync, rename, and an
+// fsync of the directory, so a crash leaves the old file or the new one.
 Result<void> write_file(const fs::path& path, std::string_view data) {
   fs::path tmp = path;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    out.flush();
-    if (!out) return Error("cannot write " + tmp.string() + ": " + describe_errno(-errno));
+  auto failed = [&](const char* what, const fs::path& p) {
+    return Error(std::string("cannot ") + what + " " + p.string() + ": " + describe_errno(-errno));
+  };
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return failed("create", tmp);
+  for (size_t at = 0; at < data.size();) {
+    ssize_t n = ::write(fd, data.data() + at, data.size() - at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      auto e = failed("write", tmp);
+      ::close(fd);
+      return e;
+    }
+    at += static_cast<size_t>(n);
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Error("cannot rename " + tmp.string() + ": " + ec.message());
+  if (::fsync(fd) != 0) {
+    auto e = failed("fsync", tmp);
+    ::close(fd);
+    return e;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("rename", tmp);
+  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
   return {};
 }
 
@@ -172,8 +198,11 @@ struct Deployer::Impl {
   // superseded it. True when it became active.
   bool settle(const Job& job, Result<std::shared_ptr<Flare>> flare);
   void publish_locked();
+  // The other deployment whose route (served or on its way) is `spec`'s.
+  std::string taken_by_locked(const std::string& name, const Spec& spec) const;
   void persist(const Job& job);
   void unpersist(const std::string& name);
+  void remove_modules(const std::string& name, const std::string& keep);
   void restore();
 };
 
@@ -220,6 +249,11 @@ bool token_matches(std::optional<std::string_view> authorization, const std::str
 void Deployer::Impl::serve(Context& ctx) {
   const Request& req = ctx.request;
   Response& resp = ctx.response;
+  {
+    std::lock_guard lock(mu);
+    if (stopping)
+      return send_error(resp, 503, "the server is shutting down; retry after it restarts");
+  }
   if (!token_matches(req.header("authorization"), admin.token)) {
     EMBER_WARN("ember.admin", "admin request refused: bad or missing token",
                {"remote", req.remote_address()}, {"path", req.path()});
@@ -330,24 +364,23 @@ void Deployer::Impl::deploy(const std::string& name, Context& ctx) {
   auto info = validate(bytes, "deployment '" + name + "'", host->options().max_pages);
   if (!info) return send_error(resp, 400, info.error().message);
 
+  std::string sha256 = sha256_hex(bytes);
   json answer;
   uint64_t version = 0;
   {
     std::lock_guard lock(mu);
-    if (stopping) return send_error(resp, 503, "the server is shutting down");
-    for (const auto& [other, r] : records)
-      if (other != name && r.spec.host == spec.host && r.spec.path == spec.path)
-        return send_error(resp, 409,
-                          "route " + spec.host + spec.path + " is taken by deployment '" + other +
-                              "'; remove that first or deploy on another host or path");
+    if (std::string other = taken_by_locked(name, spec); !other.empty())
+      return send_error(resp, 409,
+                        "route " + spec.host + spec.path + " is taken by deployment '" + other +
+                            "'; remove that first or deploy on another host or path");
     Record& r = records[name];
     r.spec = spec;
     r.version = ++next_version;
-    r.sha256 = sha256_hex(bytes);
+    r.sha256 = sha256;
     r.status = "compiling";
     r.error.clear();
     version = r.version;
-    jobs.push_back({name, r.version, std::move(spec), std::string(module)});
+    jobs.push_back({name, r.version, std::move(spec), std::string(module), sha256, false});
     answer = record_json(name, r);
   }
   wake.notify_one();
@@ -364,8 +397,12 @@ void Deployer::Impl::remove(const std::string& name, Response& resp) {
     if (it == records.end()) return send_error(resp, 404, "no deployment named '" + name + "'");
     records.erase(it);  // a job still queued for it is dropped when its turn comes
     publish_locked();
+    Job job;
+    job.name = name;
+    job.remove = true;
+    jobs.push_back(std::move(job));
   }
-  unpersist(name);
+  wake.notify_one();
   EMBER_INFO("ember.admin", "deployment removed", {"name", name});
   send_json(resp, 200, {{"removed", name}});
 }
@@ -376,13 +413,24 @@ void Deployer::Impl::run() {
     {
       std::unique_lock lock(mu);
       wake.wait(lock, [&] { return stopping || !jobs.empty(); });
-      if (stopping) return;
+      if (stopping) {
+        // Compiles are dropped; removals still reach the disk.
+        for (const Job& j : jobs)
+          if (j.remove) unpersist(j.name);
+        jobs.clear();
+        return;
+      }
       job = std::move(jobs.front());
       jobs.pop_front();
-      auto it = records.find(job.name);
-      if (it == records.end() || it->second.version != job.version) continue;  // superseded
+      if (!job.remove) {
+        auto it = records.find(job.name);
+        if (it == records.end() || it->second.version != job.version) continue;  // superseded
+      }
     }
-    if (settle(job, build(job))) persist(job);
+    if (job.remove)
+      unpersist(job.name);
+    else if (settle(job, build(job)))
+      persist(job);
   }
 }
 
@@ -427,26 +475,55 @@ void Deployer::Impl::publish_locked() {
   server.set_routes(std::move(routes));
 }
 
+std::string Deployer::Impl::taken_by_locked(const std::string& name, const Spec& spec) const {
+  for (const auto& [other, r] : records) {
+    if (other == name) continue;
+    if ((r.spec.host == spec.host && r.spec.path == spec.path) ||
+        (r.flare && r.serving.host == spec.host && r.serving.path == spec.path))
+      return other;
+  }
+  return {};
+}
+
 void Deployer::Impl::persist(const Job& job) {
   if (admin.state_dir.empty()) return;
+  // The module under its hash first, then the record naming it: a crash in
+  // between leaves the previous record and module in place.
   fs::path dir(admin.state_dir);
+  std::string module_file = job.name + "." + job.sha256 + ".wasm";
   json meta = spec_json(job.spec);
   meta["name"] = job.name;
-  meta["sha256"] =
-      sha256_hex(std::span(reinterpret_cast<const uint8_t*>(job.module.data()), job.module.size()));
-  Result<void> r = write_file(dir / (job.name + ".wasm"), job.module);
+  meta["sha256"] = job.sha256;
+  meta["module"] = module_file;
+  Result<void> r = write_file(dir / module_file, job.module);
   if (r) r = write_file(dir / (job.name + ".json"), meta.dump(2) + "\n");
-  if (!r)
+  if (!r) {
     EMBER_ERROR("ember.admin",
                 "deployment serves but was not saved; it will be gone after a restart",
                 {"name", job.name}, {"error", r.error().message});
+    return;
+  }
+  remove_modules(job.name, module_file);
+}
+
+// NAME.<sha>.wasm files of `name` other than `keep` (every one when empty).
+void Deployer::Impl::remove_modules(const std::string& name, const std::string& keep) {
+  std::error_code ec;
+  std::string prefix = name + ".";
+  for (const auto& entry : fs::directory_iterator(admin.state_dir, ec)) {
+    std::string file = entry.path().filename().string();
+    // NAME.<64 hex>.wasm: names cannot collide (a name has no 64-hex part).
+    if (file.size() == prefix.size() + 64 + 5 && file.starts_with(prefix) &&
+        file.ends_with(".wasm") && file != keep)
+      fs::remove(entry.path(), ec);
+  }
 }
 
 void Deployer::Impl::unpersist(const std::string& name) {
   if (admin.state_dir.empty()) return;
   std::error_code ec;
   fs::remove(fs::path(admin.state_dir) / (name + ".json"), ec);
-  fs::remove(fs::path(admin.state_dir) / (name + ".wasm"), ec);
+  remove_modules(name, "");
 }
 
 void Deployer::Impl::restore() {
@@ -462,10 +539,13 @@ void Deployer::Impl::restore() {
     std::string problem;
     try {
       auto text = read_file(meta_path);
-      auto module = read_file(fs::path(meta_path).replace_extension(".wasm"));
       if (!text) throw std::runtime_error(text.error().message);
-      if (!module) throw std::runtime_error(module.error().message);
       json meta = json::parse(*text);
+      std::string module_file = meta.at("module").get<std::string>();
+      if (module_file.find('/') != std::string::npos || !module_file.ends_with(".wasm"))
+        throw std::runtime_error("bad module file name '" + module_file + "'");
+      auto module = read_file(meta_path.parent_path() / module_file);
+      if (!module) throw std::runtime_error(module.error().message);
       job.spec.host = meta.at("host").get<std::string>();
       job.spec.path = meta.at("path").get<std::string>();
       job.spec.secrets = meta.at("secrets").get<std::vector<std::string>>();
@@ -475,8 +555,15 @@ void Deployer::Impl::restore() {
           std::span(reinterpret_cast<const uint8_t*>(job.module.data()), job.module.size());
       if (sha256_hex(bytes) != meta.at("sha256").get<std::string>())
         throw std::runtime_error("the module's SHA-256 differs from the one recorded");
+      job.sha256 = meta.at("sha256").get<std::string>();
       if (!valid_name(name) || !valid_host(job.spec.host) || !valid_path(job.spec.path))
         throw std::runtime_error("bad name, host or path");
+      for (const LiveRoute& b : base)
+        if (b.host == job.spec.host && b.path == job.spec.path)
+          throw std::runtime_error("its route " + b.host + b.path + " is now the config's");
+      std::lock_guard lock(mu);
+      if (std::string other = taken_by_locked(name, job.spec); !other.empty())
+        throw std::runtime_error("deployment '" + other + "' was restored on the same route");
     } catch (const std::exception& e) {
       problem = e.what();
     }
@@ -490,8 +577,7 @@ void Deployer::Impl::restore() {
       Record& r = records[name];
       r.spec = job.spec;
       r.version = job.version = ++next_version;
-      r.sha256 = sha256_hex(
-          std::span(reinterpret_cast<const uint8_t*>(job.module.data()), job.module.size()));
+      r.sha256 = job.sha256;
       r.status = "compiling";
     }
     settle(job, build(job));

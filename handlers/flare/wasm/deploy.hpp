@@ -30,7 +30,8 @@ class Deployer {
   // no longer compiles is listed as failed, not served).
   static Result<std::unique_ptr<Deployer>> start(Server& server, const ServerConfig& config,
                                                  std::shared_ptr<WasmHost> host);
-  // Waits for the module being compiled, if any; later calls answer 503.
+  // Waits for the module being compiled, if any; admin calls answer 503 from
+  // then on.
   ~Deployer();
   Deployer(const Deployer&) = delete;
   Deployer& operator=(const Deployer&) = delete;
