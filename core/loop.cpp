@@ -343,6 +343,10 @@ void LoopImpl::maybe_finish() noexcept {
 }
 
 void LoopImpl::close_handles() noexcept {
+  // Hooks first: the loop still runs timers' cancels and connects' cleanups.
+  std::vector<std::function<void()>> hooks = std::move(stop_hooks_);
+  for (auto& hook : hooks)
+    hook();
   Mailbox::State* s = mailbox_->state();
   s->closed.store(true, std::memory_order_seq_cst);
   while (s->senders.load(std::memory_order_seq_cst) != 0)
@@ -482,6 +486,10 @@ void Loop::post(std::function<void(Loop&)> fn) {
     if (loop) it->fn(*loop);
   };
   post(item);
+}
+
+void Loop::at_stop(std::function<void()> fn) {
+  impl(*this).stop_hooks_.push_back(std::move(fn));
 }
 
 uint64_t Loop::now_ms() const noexcept {

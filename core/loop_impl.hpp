@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -195,6 +196,7 @@ class LoopImpl final : public Loop {
   BufferPool pool_;
   SlabAllocator slab_;
   std::shared_ptr<Mailbox> mailbox_;
+  std::vector<std::function<void()>> stop_hooks_;  // Loop::at_stop
   // Written by the loop thread as it starts; read from any thread (on_loop_thread).
   std::atomic<std::thread::id> thread_id_{};
   bool draining_ = false;

@@ -57,6 +57,13 @@ std::span<uint8_t> Scratch::bytes(size_t n) {
   return {static_cast<uint8_t*>(allocate(n, 1)), n};
 }
 
+Result<FetchResponse> Context::fetch(const FetchRequest& request) {
+  if (!fetcher_)
+    return Error("flare '" + std::string(name_) +
+                 "' fetched without may_wait() returning true (or the server has no beam)");
+  return fetcher_->fetch(request);
+}
+
 Request::Request(Parts p) noexcept
     : method_(p.method),
       url_(p.url),

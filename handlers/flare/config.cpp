@@ -147,7 +147,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (!root.IsDefined() || root.IsNull()) return c;
   check_keys(o, root,
              {"loops", "pin_loops", "log", "limits", "listeners", "routes", "wasm", "secrets",
-              "spark", "plasma", "admin"},
+              "spark", "plasma", "admin", "beam"},
              "the file");
   if (root["loops"]) c.loops = static_cast<unsigned>(number(o, root["loops"], "loops", 1024));
   if (root["pin_loops"]) c.pin_loops = boolean(o, root["pin_loops"], "pin_loops");
@@ -206,6 +206,47 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
     if (c.admin.path.size() < 2 || c.admin.path[0] != '/' || c.admin.path.back() == '/')
       fail(o, ad["path"], "'admin.path' must start with / and not end with one, e.g. /_ember");
     if (ad["state_dir"]) c.admin.state_dir = scalar(o, ad["state_dir"], "state_dir");
+  }
+  if (const YAML::Node& bm = root["beam"]) {
+    check_keys(o, bm,
+               {"allow", "connect_timeout", "timeout", "max_response", "max_request",
+                "fetches_per_invocation", "max_connections_per_origin", "ca_file"},
+               "beam");
+    BeamSettings& b = c.beam;
+    if (const YAML::Node& allow = bm["allow"]) {
+      if (!allow.IsSequence())
+        fail(o, allow, "'beam.allow' must be a list of hosts (api.example.com, *.example.com, *)");
+      for (const YAML::Node& h : allow) {
+        std::string host = scalar(o, h, "allow");
+        for (char& ch : host)
+          if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+        if (host.empty() || host.find_first_of("/ ?#@") != std::string::npos)
+          fail(o, h,
+               "'beam.allow' entries are hosts, HOST:PORT, *.DOMAIN or *; got '" + host + "'");
+        b.allow.push_back(host);
+      }
+    }
+    if (bm["connect_timeout"])
+      b.connect_timeout_ms = duration_ms(o, bm["connect_timeout"], "connect_timeout");
+    if (bm["timeout"]) b.timeout_ms = duration_ms(o, bm["timeout"], "timeout");
+    if (bm["max_response"]) b.max_response = byte_size(o, bm["max_response"], "max_response");
+    if (bm["max_request"]) b.max_request = byte_size(o, bm["max_request"], "max_request");
+    if (bm["fetches_per_invocation"])
+      b.fetches_per_invocation = static_cast<uint32_t>(
+          number(o, bm["fetches_per_invocation"], "fetches_per_invocation", 10'000));
+    if (bm["max_connections_per_origin"])
+      b.max_connections_per_origin =
+          number(o, bm["max_connections_per_origin"], "max_connections_per_origin", 10'000);
+    if (bm["ca_file"]) {
+      b.ca_file = scalar(o, bm["ca_file"], "ca_file");
+      if (!std::ifstream(b.ca_file))
+        fail(o, bm["ca_file"],
+             "cannot read 'beam.ca_file' " + b.ca_file + ": " + describe_errno(-errno));
+    }
+    if (b.timeout_ms == 0 || b.connect_timeout_ms == 0)
+      fail(o, bm, "'beam' timeouts must be above 0");
+    if (b.max_response > (64u << 20))
+      fail(o, bm["max_response"], "'beam.max_response' must be at most 64m");
   }
   if (const YAML::Node& sec = root["secrets"]) {
     if (!sec.IsMap())

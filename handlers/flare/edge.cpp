@@ -76,15 +76,6 @@ void Rooms::broadcast(std::string_view room, std::string_view data, bool text) {
   }
 }
 
-LoopEdge::LoopEdge(Loop& l, Shared& s)
-    : loop(l),
-      shared(s),
-      router_(s.router),
-      arena_(s.config.limits.arena_size, s.config.limits.arena_size),
-      scratch_(arena_) {
-  free_states_.reserve(kMaxPooledStates);  // give_state() never allocates
-}
-
 void LoopEdge::error_response(Response& response, int status, std::string_view text) {
   response.set_status(status);
   response.remove_header("content-type");
@@ -93,6 +84,11 @@ void LoopEdge::error_response(Response& response, int status, std::string_view t
 }
 
 void LoopEdge::invoke(const Route* route, const Request& request, Response& response) {
+  run_flare(route, request, response, arena_, scratch_, nullptr);
+}
+
+void LoopEdge::run_flare(const Route* route, const Request& request, Response& response,
+                         Arena& arena, Scratch& scratch, Fetcher* fetcher) {
   if (!route) {
     try {
       std::string text =
@@ -103,14 +99,14 @@ void LoopEdge::invoke(const Route* route, const Request& request, Response& resp
     }
     return;
   }
-  Context ctx(request, response, scratch_, loop.index(), route->flare_name);
+  Context ctx(request, response, scratch, loop.index(), route->flare_name, fetcher);
   Action action;
   try {
     action = route->flare->handle_request(ctx);
   } catch (const ArenaExhausted& e) {
     EMBER_WARN("ember.flare", "flare ran out of its arena", {"flare", route->flare_name},
                {"limit", e.limit()}, {"error", e.what()});
-    arena_.reset();  // the answer below needs a little room
+    arena.reset();  // the answer below needs a little room
     response.reset();
     error_response(response, 500,
                    "flare '" + route->flare_name + "' ran out of its " + std::to_string(e.limit()) +
@@ -118,20 +114,20 @@ void LoopEdge::invoke(const Route* route, const Request& request, Response& resp
     return;
   } catch (const std::exception& e) {
     EMBER_WARN("ember.flare", "flare failed", {"flare", route->flare_name}, {"error", e.what()});
-    arena_.reset();
+    arena.reset();
     response.reset();
     error_response(response, 500,
                    "flare '" + route->flare_name + "' failed; the server log has the details\n");
     return;
   } catch (...) {
     EMBER_WARN("ember.flare", "flare threw a non-exception", {"flare", route->flare_name});
-    arena_.reset();
+    arena.reset();
     response.reset();
     error_response(response, 500, "flare '" + route->flare_name + "' failed\n");
     return;
   }
   if (action != Action::respond) {
-    arena_.reset();
+    arena.reset();
     response.reset();
     error_response(response, 502,
                    "flare '" + route->flare_name + "' asked to " +

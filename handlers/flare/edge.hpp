@@ -14,6 +14,10 @@
 #include "ember/flare_server.hpp"
 #include "ember/reactor.hpp"
 
+namespace ember::tls {
+class ClientContext;
+}
+
 namespace ember::flare::detail {
 
 using Route = LiveRoute;
@@ -46,7 +50,8 @@ class Rooms {
 
 struct Shared {
   ServerConfig config;
-  std::shared_ptr<const Router> router;  // the table each loop starts with
+  std::shared_ptr<tls::ClientContext> beam_tls;  // beam.ca_file's; null: the system's
+  std::shared_ptr<const Router> router;          // the table each loop starts with
   Rooms rooms;
 };
 
@@ -64,11 +69,24 @@ struct PooledRequestState {
   virtual ~PooledRequestState() = default;
 };
 
+// Hears that a waiting invocation has answered (loop thread).
+class InvocationWaiter {
+ public:
+  virtual void invocation_done() = 0;
+
+ protected:
+  ~InvocationWaiter() = default;
+};
+
+struct Invocation;  // waiting.cpp
+class Waiting;      // waiting.cpp: fibers, spare invocations, the beam client
+
 // Per loop: the arena every invocation on this loop uses (invocations on a
 // loop never overlap), the loop's room members and its pool of request state.
 class LoopEdge {
  public:
   LoopEdge(Loop& loop, Shared& shared);
+  ~LoopEdge();
   Loop& loop;
   Shared& shared;
   const Limits& limits() const noexcept { return shared.config.limits; }
@@ -83,6 +101,21 @@ class LoopEdge {
   // an exhausted arena or a proxy action becomes an error response. The
   // response's views stay valid until finish() is called.
   void invoke(const Route* route, const Request& request, Response& response);
+  // For a route whose flare may_wait(): runs it on a fiber with an arena and
+  // a copy of `request` of its own. The invocation is done() when start()
+  // returns unless the flare waits (a fetch); then `waiter` hears
+  // invocation_done() once it has answered. Either way the caller writes
+  // response(*inv) and then calls finish(inv).
+  Invocation* start(const Route& route, const Request& request, InvocationWaiter& waiter);
+  static bool done(const Invocation& inv) noexcept;
+  static Response& response(Invocation& inv) noexcept;
+  static const std::string& flare_name(const Invocation& inv) noexcept;
+  // The answer was written: its arena, request copy and fiber are recycled.
+  void finish(Invocation* inv) noexcept;
+  // The waiter is gone (connection closed, stream reset): the answer is
+  // dropped when it comes.
+  void abandon(Invocation* inv) noexcept;
+
   // A plain error answer (no flare involved).
   void error_response(Response& response, int status, std::string_view text);
   // Copies an arena body out (into a pool buffer), so that it survives
@@ -105,7 +138,16 @@ class LoopEdge {
   void deliver_local(std::string_view room, const Bytes& data, bool text);
 
  private:
+  friend class Waiting;
+  friend struct Invocation;
+  // invoke() with a given arena (the loop's, or a waiting invocation's).
+  void run_flare(const Route* route, const Request& request, Response& response, Arena& arena,
+                 Scratch& scratch, Fetcher* fetcher);
+  // Continues a waiting invocation whose fetch has ended (loop thread).
+  void resume(Invocation* inv);
+
   std::shared_ptr<const Router> router_;
+  std::unique_ptr<Waiting> waiting_;
   Arena arena_;
   Scratch scratch_;
   std::vector<std::unique_ptr<PooledRequestState>> free_states_;

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/log.hpp"
@@ -42,6 +43,16 @@ constexpr size_t kKeptStorage = 16u << 10;
 
 struct Span {
   uint32_t off = 0, len = 0;
+};
+
+class H2Connection;
+struct Stream;
+
+// Hears that a waiting flare answered one stream.
+struct StreamWaiter final : InvocationWaiter {
+  H2Connection* conn = nullptr;
+  Stream* stream = nullptr;
+  void invocation_done() override;
 };
 
 // One request/response exchange. Recycled through a per-loop free list, its
@@ -69,6 +80,8 @@ struct Stream {
   Stream* wait_prev = nullptr;
   Stream* wait_next = nullptr;
   bool waiting = false;
+  Invocation* pending = nullptr;  // a waiting flare's invocation
+  StreamWaiter waiter;
 
   std::string_view str(Span s) const noexcept { return {storage.data() + s.off, s.len}; }
   Span put(std::string_view s) {
@@ -88,6 +101,8 @@ struct Stream {
     headers_done = answered = head = waiting = false;
     out.clear();
     live_prev = live_next = wait_prev = wait_next = nullptr;
+    pending = nullptr;
+    waiter = {};
   }
 };
 
@@ -160,9 +175,18 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   ~H2Connection() override {
     // nghttp2_session_del() closes streams without callbacks.
     while (Stream* s = live_) {
+      if (s->pending) edge_.abandon(s->pending);
       unlink(s);
       give_stream(s);
     }
+  }
+
+  // A waiting flare answered `s`: submit it and flush.
+  void waiting_done(Stream& s) {
+    Invocation* inv = std::exchange(s.pending, nullptr);
+    submit(s, LoopEdge::response(*inv), false);
+    edge_.finish(inv);
+    want_write();
   }
 
  private:
@@ -297,6 +321,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     // which follows the oldest waiting request, must move with it.
     if (s == waiting_) deadline_moved();
     unwait(s);
+    if (s->pending) edge_.abandon(s->pending);  // reset while its flare waits
     drop_parts(*s);
     unlink(s);
     give_stream(s);
@@ -347,6 +372,18 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
 
   void respond(Stream& s, const Request& request) {
     const Route* route = edge_.router()->match(request.host(), request.path());
+    if (route && route->flare->may_wait()) {
+      s.waiter.conn = this;
+      s.waiter.stream = &s;
+      Invocation* inv = edge_.start(*route, request, s.waiter);
+      if (!LoopEdge::done(*inv)) {
+        s.pending = inv;  // answered in waiting_done()
+        return;
+      }
+      submit(s, LoopEdge::response(*inv), false);
+      edge_.finish(inv);
+      return;
+    }
     Response response(edge_.scratch());
     edge_.invoke(route, request, response);
     submit(s, response, false);
@@ -506,6 +543,10 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   std::vector<Header> out_headers_;
   std::string lower_;
 };
+
+void StreamWaiter::invocation_done() {
+  conn->waiting_done(*stream);
+}
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 // stops reading its answers stops being read.
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "ember/log.hpp"
 #include "handlers/flare/connections.hpp"
@@ -120,10 +121,13 @@ struct RequestState final : PooledRequestState, http1::RequestHandler {
   std::vector<Bytes> body_parts;
 };
 
-class Http1Connection final : public ConnectionHandler {
+class Http1Connection final : public ConnectionHandler, private InvocationWaiter {
  public:
   explicit Http1Connection(LoopEdge& edge) : edge_(edge) {}
-  ~Http1Connection() override { release_state(); }
+  ~Http1Connection() override {
+    if (pending_) edge_.abandon(pending_);
+    release_state();
+  }
 
   void on_open(Connection& conn) override {
     conn_ = &conn;
@@ -149,7 +153,7 @@ class Http1Connection final : public ConnectionHandler {
     if (state_ != State::reading) {
       // An answer is pending: keep the bytes for later, in order. Reading
       // stays on (no epoll change per request) until the bound is passed.
-      if (state_ == State::ready) queue(conn, data);
+      if (state_ == State::ready || state_ == State::waiting) queue(conn, data);
       return;
     }
     if (!in_request_) {
@@ -268,7 +272,13 @@ class Http1Connection final : public ConnectionHandler {
   }
 
  private:
-  enum class State { reading, ready, failed, done };
+  // waiting: a flare that may_wait() has not answered yet (pending_).
+  enum class State { reading, ready, waiting, failed, done };
+
+  void invocation_done() override {
+    state_ = State::ready;
+    conn_->want_write();
+  }
 
   // The request state, borrowed from the loop while a request is in progress.
   void acquire_state() {
@@ -361,6 +371,10 @@ class Http1Connection final : public ConnectionHandler {
   // Answers the ready request into `out`. False when the connection was
   // handed to another protocol or is closing.
   bool answer(Connection& conn, IoChain& out) {
+    if (pending_) {  // a waiting flare has answered
+      Invocation* inv = std::exchange(pending_, nullptr);
+      return write_answer(conn, out, LoopEdge::response(*inv), LoopEdge::flare_name(*inv), inv);
+    }
     StoredRequest& request = rs_->request;
     const Route* route = edge_.router()->match(request.host, path_of(request.url));
     if (upgrade_ == Upgrade::websocket && route && route->flare->accepts_websocket())
@@ -372,8 +386,26 @@ class Http1Connection final : public ConnectionHandler {
     }
 
     Request req = request.view();
+    if (route && route->flare->may_wait()) {
+      Invocation* inv = edge_.start(*route, req, *this);
+      if (!LoopEdge::done(*inv)) {
+        pending_ = inv;
+        state_ = State::waiting;  // invocation_done() brings it back
+        return false;
+      }
+      return write_answer(conn, out, LoopEdge::response(*inv), route->flare_name, inv);
+    }
     Response resp(edge_.scratch());
     edge_.invoke(route, req, resp);
+    return write_answer(conn, out, resp, route ? route->flare_name : std::string_view("-"),
+                        nullptr);
+  }
+
+  // Writes the answer to the ready request, then ends its invocation (`inv`,
+  // or the loop's arena). False when the connection is closing.
+  bool write_answer(Connection& conn, IoChain& out, const Response& resp, std::string_view flare,
+                    Invocation* inv) {
+    StoredRequest& request = rs_->request;
     bool keep = keep_alive_ && !draining_;
     std::span<const HeaderField> hf = resp.headers();
     http1::ResponseStart start;
@@ -388,11 +420,14 @@ class Http1Connection final : public ConnectionHandler {
     http1::ResponseWriter writer(out);
     if (!writer.write(start, body)) {
       EMBER_WARN("ember.edge", "flare produced an invalid response header; answering 500",
-                 {"flare", route ? route->flare_name : std::string("-")});
+                 {"flare", flare});
       http1::write_error(out, 500, "the flare produced an invalid response header");
       keep = false;
     }
-    edge_.finish();
+    if (inv)
+      edge_.finish(inv);
+    else
+      edge_.finish();
     request.body = Bytes();
     if (!keep || writer.closing()) {
       state_ = State::done;
@@ -486,6 +521,7 @@ class Http1Connection final : public ConnectionHandler {
   enum class Upgrade { none, websocket, h2c };
 
   LoopEdge& edge_;
+  Invocation* pending_ = nullptr;  // a waiting flare's invocation (State::waiting)
   Connection* conn_ = nullptr;
   std::unique_ptr<RequestState> rs_;  // while a request is in progress
   std::string_view scheme_ = "http";

@@ -49,7 +49,14 @@ Result<void> Server::bind() {
     routes.push_back({r.host, r.path, r.flare, std::move(f)});
   }
   s.router = std::make_shared<const detail::Router>(std::move(routes));
-  s.shared = std::make_unique<detail::Shared>(detail::Shared{s.config, s.router, {}});
+  s.shared = std::make_unique<detail::Shared>(detail::Shared{s.config, nullptr, s.router, {}});
+  if (!s.config.beam.ca_file.empty()) {
+    tls::ClientConfig tc;
+    tc.ca_file = s.config.beam.ca_file;
+    auto ctx = tls::ClientContext::create(std::move(tc));
+    if (!ctx) return Error(s.config.origin + ": beam.ca_file: " + ctx.error().message);
+    s.shared->beam_tls = *ctx;
+  }
 
   ReactorOptions ro;
   ro.threads = s.config.loops;

@@ -32,10 +32,12 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ember/arena.hpp"
 #include "ember/bytes.hpp"
+#include "ember/error.hpp"
 
 namespace ember::flare {
 
@@ -156,25 +158,55 @@ class Response {
   bool body_in_arena_ = false;
 };
 
+// ---- outbound HTTP (beam) -------------------------------------------------
+
+struct FetchRequest {
+  std::string_view method = "GET";
+  std::string_view url;  // http:// or https://
+  std::span<const HeaderField> headers = {};
+  std::string_view body = {};
+};
+
+struct FetchResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower case
+  std::string body;
+};
+
+// What Context::fetch() goes through; implemented by the host.
+class Fetcher {
+ public:
+  virtual ~Fetcher() = default;
+  virtual Result<FetchResponse> fetch(const FetchRequest& request) = 0;
+};
+
 // One HTTP invocation.
 class Context {
  public:
   Context(const Request& request, Response& response, Scratch& scratch, unsigned loop_index,
-          std::string_view flare_name) noexcept
+          std::string_view flare_name, Fetcher* fetcher = nullptr) noexcept
       : request(request),
         response(response),
         scratch(scratch),
         loop_index_(loop_index),
-        name_(flare_name) {}
+        name_(flare_name),
+        fetcher_(fetcher) {}
   const Request& request;
   Response& response;
   Scratch& scratch;
   unsigned loop_index() const noexcept { return loop_index_; }
   std::string_view flare_name() const noexcept { return name_; }
 
+  // Outbound HTTP (`beam:` in the config: allowed hosts, timeouts, size
+  // caps), for flares whose may_wait() is true: the invocation waits for the
+  // answer on a stack of its own while its loop serves other connections.
+  // Errors name what failed (not allowed, timeout, too large, connect).
+  Result<FetchResponse> fetch(const FetchRequest& request);
+
  private:
   unsigned loop_index_;
   std::string_view name_;
+  Fetcher* fetcher_;
 };
 
 // ---- WebSocket --------------------------------------------------------------
@@ -256,6 +288,10 @@ class Flare {
  public:
   virtual ~Flare() = default;
   virtual Action handle_request(Context& ctx) = 0;
+  // True when handle_request may call Context::fetch(). Such a flare runs on
+  // a fiber with an arena and a copy of the request of its own, so that its
+  // loop serves other connections while it waits.
+  virtual bool may_wait() const noexcept { return false; }
   // WebSocket flares: return true from accepts_websocket() and handle the
   // three events. A plain flare answers upgrade requests over HTTP (426).
   virtual bool accepts_websocket() const noexcept { return false; }

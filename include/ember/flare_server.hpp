@@ -73,6 +73,21 @@ struct PlasmaSettings {
   uint32_t writes_per_invocation = 100;  // then writes answer 2 (write limit)
 };
 
+// `beam:` in the config: outbound HTTP from flares (Context::fetch, and
+// flaron's beam_fetch for Wasm flares whose route grants `beam`).
+struct BeamSettings {
+  // Hosts flares may fetch from: "api.example.com" (any port),
+  // "api.example.com:8443", "*.example.com", or "*" (anywhere). Empty: none.
+  std::vector<std::string> allow;
+  uint64_t connect_timeout_ms = 5'000;
+  uint64_t timeout_ms = 10'000;      // the whole request, connect included
+  uint64_t max_response = 1u << 20;  // response body, at most
+  uint64_t max_request = 1u << 20;   // request body a flare sends, at most
+  uint32_t fetches_per_invocation = 10;
+  size_t max_connections_per_origin = 8;  // per loop
+  std::string ca_file;                    // trusted CAs for https://; empty: the system's
+};
+
 // `admin:` in the config: the API that deploys, replaces and removes Wasm
 // flares at run time (docs/serve.md). Off without a token.
 struct AdminSettings {
@@ -111,6 +126,7 @@ struct ServerConfig {
   SparkSettings spark;
   PlasmaSettings plasma;
   AdminSettings admin;
+  BeamSettings beam;
   // `secrets:` per site (a route's host, or "*" for every site): name to
   // value. Values are read when the config loads and are never logged.
   std::map<std::string, std::map<std::string, std::string>> secrets;

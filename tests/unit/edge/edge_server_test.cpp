@@ -74,6 +74,7 @@ class EdgeServer : public ::testing::Test {
     ServerConfig c = default_config();
     c.loops = 2;
     c.listeners[0].port = 0;
+    c.beam.allow = {"127.0.0.1"};  // the fetch test fetches from this server
     server_ = std::make_unique<Server>(c, registry_);
     auto bound = server_->bind();
     ASSERT_TRUE(bound) << bound.error().message;
@@ -317,6 +318,80 @@ TEST_F(EdgeServer, RouteTablesAreReplacedUnderLoad) {
     EXPECT_TRUE(ask("t", "/swap").starts_with("from-b:"));
     EXPECT_TRUE(ask("exact.test", "/other").starts_with("from-a:"));
   }
+}
+
+// A native flare that fetches (may_wait): it waits on its fiber while both
+// loops keep answering, and many such invocations wait at once.
+class Fetching final : public Flare {
+ public:
+  explicit Fetching(uint16_t port) : port_(port) {}
+  bool may_wait() const noexcept override { return true; }
+  Action handle_request(Context& ctx) override {
+    std::string url = "http://127.0.0.1:" + std::to_string(port_) + "/echo";
+    HeaderField extra{"x-from", "fetching"};
+    FetchRequest req;
+    req.method = "POST";
+    req.url = url;
+    req.headers = {&extra, 1};
+    req.body = ctx.request.body().view();
+    auto got = ctx.fetch(req);
+    if (!got) {
+      ctx.response.set_status(502);
+      ctx.response.set_body(got.error().message);
+      return Action::respond;
+    }
+    std::string echoed_method;
+    for (auto& [n, v] : got->headers)
+      if (n == "x-echo-method") echoed_method = v;
+    ctx.response.set_body(std::to_string(got->status) + " " + echoed_method + " " + got->body);
+    return Action::respond;
+  }
+
+ private:
+  uint16_t port_;
+};
+
+TEST_F(EdgeServer, FlaresThatFetchWaitWithoutHoldingTheirLoop) {
+  auto fetching = std::make_shared<Fetching>(port_);
+  std::vector<LiveRoute> routes = server_->routes();
+  routes.push_back({"*", "/fetch", "fetching", fetching});
+  routes.push_back({"*", "/denied", "denied", std::make_shared<Fetching>(1)});  // port 1: allowed
+  server_->set_routes(routes);
+  auto post = [&](std::string_view path, std::string_view body) {
+    int fd = dial(port_);
+    if (fd < 0) return std::string();
+    std::string req = "POST " + std::string(path) +
+                      " HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n";
+    req.append(body);
+    std::string resp = send_all(fd, req) ? read_until(fd, "\x01") : "";
+    ::close(fd);
+    return resp;
+  };
+  // Each loop takes the new table at its next turn.
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  int fresh = 0;
+  while (fresh < 10 && std::chrono::steady_clock::now() < deadline)
+    fresh = post("/fetch", "warm").ends_with("200 POST warm") ? fresh + 1 : 0;
+  ASSERT_EQ(fresh, 10);
+
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 25; ++i) {
+        std::string body = "c" + std::to_string(c) + "-" + std::to_string(i);
+        if (post("/fetch", body).ends_with("200 POST " + body)) ++ok;
+      }
+    });
+  }
+  for (auto& t : clients)
+    t.join();
+  EXPECT_EQ(ok.load(), 8 * 25);
+  // A refused connection is an error value, not a crash; the flare answers it.
+  std::string denied = post("/denied", "x");
+  EXPECT_TRUE(denied.starts_with("HTTP/1.1 502")) << denied;
+  EXPECT_NE(denied.find("fetch POST http://127.0.0.1:1/echo"), std::string::npos) << denied;
 }
 
 }  // namespace

@@ -1,0 +1,371 @@
+// Flares that wait: an invocation of a flare whose may_wait() is true runs on
+// a Fiber of its loop, with an arena and a copy of the request of its own.
+// Context::fetch() sends the request through the loop's HTTP/1.1 client and
+// suspends the fiber; the client's answer is handed back through the loop's
+// mailbox (never from inside the client's callback), the fiber resumes, and
+// once the flare returns its connection hears invocation_done().
+//
+// Invocations (with their fiber and arena) are recycled per loop. At the
+// loop's stop, anything still waiting is resumed with an error, so no fiber
+// is left holding a stack.
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <unordered_map>
+
+#include "core/fiber.hpp"
+#include "ember/log.hpp"
+#include "handlers/flare/connections.hpp"
+#include "handlers/flare/edge.hpp"
+#include "protocols/http1/client.hpp"
+
+namespace ember::flare::detail {
+
+namespace {
+
+constexpr size_t kSpareInvocations = 16;  // per loop, each with a fiber and an arena
+
+// The host and port of an http(s) URL, or false.
+bool url_origin(std::string_view url, std::string* host, uint16_t* port, bool* https) {
+  if (url.starts_with("https://")) {
+    *https = true;
+    url.remove_prefix(8);
+  } else if (url.starts_with("http://")) {
+    *https = false;
+    url.remove_prefix(7);
+  } else {
+    return false;
+  }
+  std::string_view authority = url.substr(0, url.find_first_of("/?#"));
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+  std::string_view h = authority, p;
+  if (authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return false;
+    h = authority.substr(0, close + 1);
+    if (close + 1 < authority.size()) {
+      if (authority[close + 1] != ':') return false;
+      p = authority.substr(close + 2);
+    }
+  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+    h = authority.substr(0, colon);
+    p = authority.substr(colon + 1);
+  }
+  if (h.empty()) return false;
+  unsigned long n = *https ? 443 : 80;
+  if (!p.empty()) {
+    n = 0;
+    for (char c : p) {
+      if (c < '0' || c > '9' || n > 65535) return false;
+      n = n * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (n == 0 || n > 65535) return false;
+  }
+  host->assign(h);
+  for (char& c : *host)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  *port = static_cast<uint16_t>(n);
+  return true;
+}
+
+bool allowed(const std::vector<std::string>& allow, const std::string& host, uint16_t port) {
+  std::string with_port = host + ":" + std::to_string(port);
+  for (const std::string& a : allow) {
+    if (a == "*" || a == host || a == with_port) return true;
+    if (a.starts_with("*.") && host.size() > a.size() - 1 &&
+        host.compare(host.size() - (a.size() - 1), a.size() - 1, a, 1) == 0)
+      return true;
+  }
+  return false;
+}
+
+bool hop_by_hop(std::string_view name) {
+  return http1::iequals(name, "host") || http1::iequals(name, "content-length") ||
+         http1::iequals(name, "transfer-encoding") || http1::iequals(name, "connection") ||
+         http1::iequals(name, "keep-alive") || http1::iequals(name, "upgrade") ||
+         http1::iequals(name, "te") || http1::iequals(name, "trailer");
+}
+
+}  // namespace
+
+// One invocation of a flare that may wait, and the fetch it waits for.
+struct Invocation final : Fetcher, http1::ClientHandler {
+  Invocation(LoopEdge& e, size_t arena_size)
+      : edge(e), arena(arena_size, arena_size), scratch(arena), response(scratch) {}
+
+  LoopEdge& edge;
+  Arena arena;
+  Scratch scratch;
+  Route route;  // a copy: the table may be replaced while it waits
+  StoredRequest stored;
+  std::optional<Request> request;
+  Response response;
+  std::unique_ptr<Fiber> fiber;
+  InvocationWaiter* waiter = nullptr;
+  bool done = false;
+  bool abandoned = false;
+  uint32_t fetches = 0;
+
+  // The fetch in flight (its state lives here, not on the fiber's stack).
+  bool fetching = false;
+  http1::RequestHandle handle;
+  FetchResponse answer;
+  std::optional<Error> failure;
+  uint64_t max_response = 0;
+  struct WakeItem : MailboxItem {
+    Invocation* inv = nullptr;
+  } wake_item;
+
+  static void run(void* self) {
+    auto* inv = static_cast<Invocation*>(self);
+    inv->edge.run_flare(&inv->route, *inv->request, inv->response, inv->arena, inv->scratch, inv);
+  }
+
+  Result<FetchResponse> fetch(const FetchRequest& request) override;
+
+  // ---- the client's callbacks (loop thread, outside the fiber) ----
+  void on_head(const http1::ResponseHead& head) override {
+    answer.status = head.status;
+    for (const http1::Field& f : head.fields) {
+      std::string name(f.name);
+      for (char& c : name)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+      answer.headers.emplace_back(std::move(name), std::string(f.value));
+    }
+    if (head.content_length && *head.content_length > max_response) {
+      failure =
+          Error("the answer's body (" + std::to_string(*head.content_length) +
+                " bytes) is larger than beam.max_response (" + std::to_string(max_response) + ")");
+      handle.cancel();
+      wake();
+    }
+  }
+  http1::Action on_body(const Bytes& chunk) override {
+    if (answer.body.size() + chunk.size() > max_response) {
+      failure = Error("the answer's body is larger than beam.max_response (" +
+                      std::to_string(max_response) + " bytes)");
+      handle.cancel();
+      wake();
+      return http1::Action::pause;
+    }
+    answer.body.append(chunk.view());
+    return http1::Action::proceed;
+  }
+  void on_complete() override { wake(); }
+  void on_error(const Error& error) override {
+    failure = error;
+    wake();
+  }
+
+  // Resumes the fiber from the loop's next mailbox run, on a clean stack.
+  void wake() {
+    if (!fetching) return;
+    fetching = false;
+    wake_item.inv = this;
+    wake_item.run = [](MailboxItem* item, Loop*) {
+      Invocation* inv = static_cast<WakeItem*>(item)->inv;
+      inv->edge.resume(inv);
+    };
+    edge.loop.post(&wake_item);
+  }
+};
+
+class Waiting {
+ public:
+  explicit Waiting(LoopEdge& edge) : edge_(edge) {}
+
+  Invocation* take() {
+    std::unique_ptr<Invocation> inv;
+    if (!spare_.empty()) {
+      inv = std::move(spare_.back());
+      spare_.pop_back();
+    } else {
+      inv = std::make_unique<Invocation>(edge_, edge_.limits().arena_size);
+      inv->fiber = std::make_unique<Fiber>();
+    }
+    Invocation* raw = inv.get();
+    live_.emplace(raw, std::move(inv));
+    return raw;
+  }
+
+  void recycle(Invocation* inv) noexcept {
+    auto it = live_.find(inv);
+    if (it == live_.end()) return;
+    std::unique_ptr<Invocation> owned = std::move(it->second);
+    live_.erase(it);
+    inv->arena.reset();
+    inv->response.reset();
+    inv->request.reset();
+    inv->stored.body = Bytes();
+    inv->route.flare.reset();
+    inv->answer = FetchResponse();
+    inv->failure.reset();
+    inv->waiter = nullptr;
+    if (spare_.size() < kSpareInvocations) spare_.push_back(std::move(owned));
+  }
+
+  http1::Client& client() {
+    if (!client_) {
+      const BeamSettings& b = edge_.shared.config.beam;
+      http1::ClientOptions o;
+      o.connect_timeout = std::chrono::milliseconds(b.connect_timeout_ms);
+      o.response_head_timeout = std::chrono::milliseconds(b.timeout_ms);
+      o.request_timeout = std::chrono::milliseconds(b.timeout_ms);
+      o.max_response_body_bytes = b.max_response;
+      o.max_connections_per_origin = b.max_connections_per_origin;
+      o.tls = edge_.shared.beam_tls;
+      client_ = std::make_unique<http1::Client>(edge_.loop, o);
+    }
+    return *client_;
+  }
+
+  // The loop has drained: what still waits gets an error and runs to its
+  // end; then the client goes, while the loop still exists.
+  void stop() {
+    stopped_ = true;
+    // Those whose answer is already posted resume from the loop's last
+    // mailbox run; those still fetching are cut here.
+    std::vector<Invocation*> waiting;
+    for (auto& [raw, inv] : live_)
+      if (inv->fiber->suspended() && inv->fetching) waiting.push_back(raw);
+    for (Invocation* inv : waiting) {
+      inv->handle.cancel();
+      inv->failure = Error("the server stopped before the answer came");
+      inv->fetching = false;
+      edge_.resume(inv);
+    }
+    client_.reset();
+  }
+  bool stopped() const noexcept { return stopped_; }
+
+  ~Waiting() {
+    // Only invocations that never waited (or ended) can be left; their
+    // fibers hold no frames.
+    for (auto& [raw, inv] : live_)
+      if (inv->fiber->suspended())
+        EMBER_ERROR("ember.flare", "a waiting invocation outlived its loop; its stack is leaked",
+                    {"flare", inv->route.flare_name});
+    for (auto& [raw, inv] : live_)
+      if (inv->fiber->suspended()) (void)inv.release();
+  }
+
+ private:
+  LoopEdge& edge_;
+  std::vector<std::unique_ptr<Invocation>> spare_;
+  std::unordered_map<Invocation*, std::unique_ptr<Invocation>> live_;
+  std::unique_ptr<http1::Client> client_;
+  bool stopped_ = false;
+};
+
+Result<FetchResponse> Invocation::fetch(const FetchRequest& req) {
+  const BeamSettings& beam = edge.shared.config.beam;
+  auto refuse = [&](std::string why) {
+    return Error("fetch " + std::string(req.method) + " " + std::string(req.url) + ": " + why);
+  };
+  if (Fiber::current() != fiber.get())
+    return refuse("only the flare's own invocation may fetch (not another thread or fiber)");
+  if (edge.loop.draining() || edge.waiting_->stopped())
+    return refuse("the server is shutting down");
+  if (fetches >= beam.fetches_per_invocation)
+    return refuse("this invocation has used its " + std::to_string(beam.fetches_per_invocation) +
+                  " fetches (beam.fetches_per_invocation)");
+  std::string host;
+  uint16_t port = 0;
+  bool https = false;
+  if (!url_origin(req.url, &host, &port, &https))
+    return refuse("not an absolute http:// or https:// URL");
+  if (!allowed(beam.allow, host, port))
+    return refuse("host " + host + ":" + std::to_string(port) + " is not in beam.allow");
+  if (req.body.size() > beam.max_request)
+    return refuse("the body (" + std::to_string(req.body.size()) +
+                  " bytes) is larger than beam.max_request (" + std::to_string(beam.max_request) +
+                  ")");
+  ++fetches;
+
+  std::vector<http1::Field> fields;
+  fields.reserve(req.headers.size());
+  for (const HeaderField& f : req.headers)
+    if (!hop_by_hop(f.name)) fields.push_back({f.name, f.value});
+  http1::ClientRequest cr;
+  cr.method = req.method;
+  cr.url = req.url;
+  cr.headers = fields;
+  if (!req.body.empty()) cr.body = Bytes::copy(req.body);
+  answer = FetchResponse();
+  failure.reset();
+  max_response = beam.max_response;
+  auto started = edge.waiting_->client().request(std::move(cr), *this);
+  if (!started) return refuse(started.error().message);
+  handle = *started;
+  fetching = true;
+  fiber->suspend();  // until wake() (or the loop's stop) resumes it
+  handle = {};
+  if (failure) return refuse(failure->message);
+  return std::move(answer);
+}
+
+// ---- LoopEdge's side ----------------------------------------------------------
+
+LoopEdge::LoopEdge(Loop& l, Shared& s)
+    : loop(l),
+      shared(s),
+      router_(s.router),
+      waiting_(std::make_unique<Waiting>(*this)),
+      arena_(s.config.limits.arena_size, s.config.limits.arena_size),
+      scratch_(arena_) {
+  free_states_.reserve(kMaxPooledStates);  // give_state() never allocates
+  loop.at_stop([this] { waiting_->stop(); });
+}
+
+LoopEdge::~LoopEdge() = default;
+
+Invocation* LoopEdge::start(const Route& route, const Request& request, InvocationWaiter& waiter) {
+  Invocation* inv = waiting_->take();
+  inv->route = route;
+  inv->stored.assign(request.method(), request.url(), request.host(), request.headers());
+  inv->stored.scheme = request.scheme();      // literals ("http", "https")
+  inv->stored.protocol = request.protocol();  // literals ("HTTP/1.1", "HTTP/2")
+  inv->stored.remote.assign(request.remote_address());
+  inv->stored.body = request.body();  // shares the buffer
+  inv->request.emplace(inv->stored.view());
+  inv->response.reset();
+  inv->waiter = &waiter;
+  inv->done = inv->abandoned = false;
+  inv->fetches = 0;
+  inv->done = inv->fiber->run(&Invocation::run, inv);
+  return inv;
+}
+
+void LoopEdge::resume(Invocation* inv) {
+  if (!inv->fiber->resume()) return;  // it fetches again
+  inv->done = true;
+  if (inv->abandoned) {
+    finish(inv);
+    return;
+  }
+  inv->waiter->invocation_done();
+}
+
+bool LoopEdge::done(const Invocation& inv) noexcept {
+  return inv.done;
+}
+
+Response& LoopEdge::response(Invocation& inv) noexcept {
+  return inv.response;
+}
+
+const std::string& LoopEdge::flare_name(const Invocation& inv) noexcept {
+  return inv.route.flare_name;
+}
+
+void LoopEdge::finish(Invocation* inv) noexcept {
+  waiting_->recycle(inv);
+}
+
+void LoopEdge::abandon(Invocation* inv) noexcept {
+  inv->waiter = nullptr;
+  inv->abandoned = true;
+  if (inv->done) finish(inv);
+}
+
+}  // namespace ember::flare::detail
