@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "handlers/flare/wasm/interp_check.hpp"
@@ -572,9 +573,15 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
   if (!version || version() != 1 || !load || !module->new_instance || !module->call ||
       !module->free_instance || !module->fuel || !module->memory)
     return Error(o + ": " + so + " is not an Ember module of this version; delete it");
-  // One table per loaded object; it lives as long as the process.
-  auto* table = new HostTable{ember_wasm_raise, host, options.max_pages, 100'000};
-  load(table);
+  // One table per loaded object, made when it is first loaded; it lives as
+  // long as the process. dlopen of an object already loaded (the same module
+  // deployed again) returns the same handle, already initialised.
+  static std::map<void*, HostTable*> tables;  // under load_mutex()
+  if (!tables.count(h)) {
+    auto* table = new HostTable{ember_wasm_raise, host, options.max_pages, 100'000};
+    load(table);
+    tables.emplace(h, table);
+  }
   return module;
 }
 

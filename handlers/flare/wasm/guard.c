@@ -21,6 +21,14 @@ __attribute__((noreturn)) void ember_wasm_raise(int code) {
   longjmp(*t_current, 1);
 }
 
+/* The innermost guard is per stack: a guest that waits on a fiber takes its
+ * guard chain away (exchange with NULL) and puts it back when it resumes. */
+void* ember_wasm_guard_exchange(void* next) {
+  jmp_buf* prev = t_current;
+  t_current = (jmp_buf*)next;
+  return prev;
+}
+
 int ember_wasm_guarded(ember_wasm_entry fn, void* inst, void* env, int what, uint32_t arg,
                        uint64_t* result) {
   jmp_buf buf;

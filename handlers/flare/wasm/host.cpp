@@ -18,6 +18,8 @@
 #include "protocols/websocket/frame.hpp"
 #include "protocols/websocket/utf8.hpp"
 
+extern "C" void* ember_wasm_guard_exchange(void* next);  // guard.c
+
 namespace ember::flare::wasm {
 namespace {
 
@@ -795,9 +797,91 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     case ws_close_code:
       *r = ws_ && ws_->event() == WsEventType::close ? ws_->close_code() : 0;
       return 0;
-    default:  // beam_fetch: absent
+    case beam_fetch:
+      return beam(a, r);
+    default:
       return 0;
   }
+}
+
+// beam_fetch(url, opts): opts is {"method", "body", "headers": {name: value}}
+// or (0, 0). Answers the envelope {"status", "headers", "body"}, or nothing
+// (0) when the route lacks `beam`, the host is not in beam.allow, a limit is
+// hit or the origin fails; the log says which. The guest waits on its fiber;
+// the time it waits is not counted against wasm.timeout.
+int Env::beam(const uint64_t* a, uint64_t* r) {
+  *r = 0;
+  if (!ctx_) {
+    EMBER_INFO("ember.flare", "beam_fetch refused: not available in WebSocket events",
+               {"flare", flare});
+    return 0;
+  }
+  if (!policy.beam) {
+    EMBER_INFO("ember.flare", "beam_fetch refused: the route does not grant the beam capability",
+               {"flare", flare});
+    return 0;
+  }
+  std::string url, opts_text;
+  if (int t = view_string(a[0] & 0xffffffffu, a[1] & 0xffffffffu, &url)) return t;
+  if (int t = view_string(a[2] & 0xffffffffu, a[3] & 0xffffffffu, &opts_text)) return t;
+  std::string method = "GET", body;
+  std::vector<std::pair<std::string, std::string>> fields;
+  if (!opts_text.empty()) {
+    json opts = json::parse(opts_text, nullptr, false);
+    bool ok = opts.is_object();
+    if (ok && opts.contains("method")) {
+      ok = opts["method"].is_string();
+      if (ok) method = opts["method"].get<std::string>();
+    }
+    if (ok && opts.contains("body")) {
+      ok = opts["body"].is_string();
+      if (ok) body = opts["body"].get<std::string>();
+    }
+    if (ok && opts.contains("headers")) {
+      ok = opts["headers"].is_object();
+      for (auto it = opts["headers"].begin(); ok && it != opts["headers"].end(); ++it) {
+        ok = it.value().is_string();
+        if (ok) fields.emplace_back(it.key(), it.value().get<std::string>());
+      }
+    }
+    if (!ok) {
+      EMBER_INFO("ember.flare",
+                 "beam_fetch refused: options must be a JSON object with string method and body "
+                 "and a headers object of strings",
+                 {"flare", flare});
+      return 0;
+    }
+  }
+  std::vector<HeaderField> headers;
+  headers.reserve(fields.size());
+  for (const auto& [n, v] : fields)
+    headers.push_back({n, v});
+  FetchRequest request;
+  request.method = method;
+  request.url = url;
+  request.headers = headers;
+  request.body = body;
+
+  // The guest's trap guard belongs to this fiber's stack: the loop runs
+  // other guests while this one waits.
+  void* guard = ember_wasm_guard_exchange(nullptr);
+  auto asked = std::chrono::steady_clock::now();
+  Result<FetchResponse> got = ctx_->fetch(request);
+  ember_wasm_guard_exchange(guard);
+  deadline_ += std::chrono::steady_clock::now() - asked;
+  if (!got) {
+    EMBER_INFO("ember.flare", "beam_fetch failed", {"flare", flare},
+               {"error", got.error().message});
+    return 0;
+  }
+  json headers_out = json::object();
+  for (auto& [n, v] : got->headers) {
+    auto& slot = headers_out[n];
+    slot = slot.is_string() ? slot.get<std::string>() + ", " + v : v;  // repeated: joined
+  }
+  json envelope = {
+      {"status", got->status}, {"headers", std::move(headers_out)}, {"body", std::move(got->body)}};
+  return give(envelope.dump(-1, ' ', false, json::error_handler_t::replace), r);
 }
 
 }  // namespace ember::flare::wasm

@@ -29,6 +29,7 @@ struct FlarePolicy {
   std::shared_ptr<PlasmaStore> plasma;  // null: plasma answers "not available"
   uint32_t plasma_writes = 100;         // per invocation
   bool writes_plasma = false;
+  bool beam = false;  // beam_fetch (through the server's `beam:` settings)
 };
 
 class Env {
@@ -66,6 +67,7 @@ class Env {
  private:
   int call(int import, const uint64_t* a, uint64_t* r);
   int keyed_crypto(int import, const std::string& arg, uint64_t* r);
+  int beam(const uint64_t* a, uint64_t* r);
   uint32_t spark_set_status(std::string_view key, std::string_view value, int32_t ttl);
   uint32_t plasma_write_status();
   // (ptr, len) as bytes of guest memory; ptr 0 is empty. trap_host_bounds

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -23,7 +24,11 @@ class WasmFlare final : public Flare {
       : name_(std::move(name)),
         module_(std::move(module)),
         policy_(std::move(policy)),
-        pools_(kMaxLoops) {}
+        pools_(kMaxLoops) {
+    const auto& imports = module_->info().imports;
+    may_wait_ =
+        policy_.beam && std::find(imports.begin(), imports.end(), "beam_fetch") != imports.end();
+  }
 
   Action handle_request(Context& ctx) override {
     if (!module_->info().handle_request) {
@@ -49,6 +54,9 @@ class WasmFlare final : public Flare {
   }
 
   bool accepts_websocket() const noexcept override { return module_->info().websocket; }
+  // A module that imports beam_fetch on a route granting `beam` runs on a
+  // fiber, so that its fetches wait without holding up the loop.
+  bool may_wait() const noexcept override { return may_wait_; }
   void ws_open(WsContext& ws) override { ws_event(ws, Module::ws_open); }
   void ws_message(WsContext& ws) override { ws_event(ws, Module::ws_message); }
   void ws_close(WsContext& ws) override { ws_event(ws, Module::ws_close); }
@@ -106,6 +114,7 @@ class WasmFlare final : public Flare {
   std::shared_ptr<Module> module_;
   FlarePolicy policy_;
   std::vector<std::vector<std::unique_ptr<Env>>> pools_;
+  bool may_wait_ = false;
 };
 
 }  // namespace
@@ -199,6 +208,7 @@ Result<FlarePolicy> WasmHost::policy(const std::string& host,
   for (const std::string& cap : capabilities) {
     if (cap == "writes_spark_kv") policy.writes_spark = true;
     if (cap == "writes_plasma_kv") policy.writes_plasma = true;
+    if (cap == "beam") policy.beam = true;
   }
   for (const std::string& name : allowed_secrets) {
     for (const std::string& site : {host, std::string("*")}) {  // the site's own wins
