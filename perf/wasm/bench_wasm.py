@@ -12,6 +12,8 @@ every flare; the load generator runs on the other core. Loads:
   fnv        h2load -t1 -c16 -m16, POST 16 KiB body, FNV-1a of it   native vs Wasm
   spark-get  wrk -t1 -c64, GET a 64-byte value        Wasm spark vs redis-benchmark GET -c 64
   spark-set  wrk -t1 -c64, POST a 64-byte value       Wasm spark vs redis-benchmark SET -c 64
+  fiber      wrk -t1 -c64, hello on a fiber           Wasm hello vs the same on a fiber
+  beam       wrk -t1 -c64, beam_fetch of /hello-native   native hello vs a Wasm fetch of it
 Rounds interleave the two sides. Server CPU per request: utime+stime of the
 server's process tree (/proc) over the load generator's run. Then the runaway
 flares: a loop that never calls the host (stopped by fuel) and one that reads
@@ -41,7 +43,7 @@ _spec = importlib.util.spec_from_file_location("bench_edge",
 edge = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(edge)
 
-FLARES = ("hello", "fnv", "spark", "runaway", "runaway_host")
+FLARES = ("hello", "hello_fiber", "beam", "fnv", "spark", "runaway", "runaway_host")
 VALUE = b"v" * 64
 FUEL = 200_000_000   # the default budget
 TIMEOUT_MS = 200     # the wall-clock guard, short so the runaway test is quick
@@ -57,6 +59,11 @@ LOADS = {
                   "wrk", [("redis", "get"), ("wasm", "/spark")]),
     "spark-set": ("spark set of a 64-byte value: wrk -t1 -c64 POST vs redis-benchmark -c 64 SET",
                   "wrk-post", [("redis", "set"), ("wasm", "/spark")]),
+    # What waiting costs (no target: measured, see docs/serve.md).
+    "fiber": ("hello on a fiber (imports beam_fetch, route grants beam): wrk -t1 -c64", "wrk",
+              [("wasm", "/hello-wasm"), ("fiber", "/hello-fiber")]),
+    "beam": ("beam_fetch of the server's own native hello: wrk -t1 -c64", "wrk",
+             [("native", "/hello-native"), ("beam", "/beam")]),
 }
 TARGETS = [
     ("hello-h1", "rate", ">=", 0.9, "Wasm hello rate >= 0.9x native (HTTP/1.1)"),
@@ -123,12 +130,17 @@ wasm:
   timeout: {TIMEOUT_MS}ms
 spark:
   dir: {tmp}/spark
+beam:
+  allow: ["127.0.0.1:{port}"]
+  max_connections_per_origin: 64
 routes:
   - {{host: "*", path: /hello-native, flare: hello}}
   - {{host: "*", path: /fnv-native, flare: fnv}}
   - {{host: "*", path: /hello-wasm, wasm: {w("hello")}}}
   - {{host: "*", path: /fnv-wasm, wasm: {w("fnv")}}}
   - {{host: "*", path: /spark, wasm: {w("spark")}, capabilities: [writes_spark_kv]}}
+  - {{host: "*", path: /hello-fiber, wasm: {w("hello_fiber")}, capabilities: [beam]}}
+  - {{host: "*", path: /beam, wasm: {w("beam")}, capabilities: [beam]}}
   - {{host: "*", path: /runaway-host, wasm: {w("runaway_host")}}}
   - {{host: "*", path: /runaway, wasm: {w("runaway")}}}
 """)
@@ -217,7 +229,8 @@ def check_answers(port):
     h = 0xcbf29ce484222325
     for b in body:
         h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    want = {"/hello-native": (200, b"hello"), "/hello-wasm": (200, b"hello")}
+    want = {"/hello-native": (200, b"hello"), "/hello-wasm": (200, b"hello"),
+            "/hello-fiber": (200, b"hello")}
     for path, (st, text) in want.items():
         if get(path) != (st, text):
             raise edge.HarnessError(f"{path} answered {get(path)}, want {(st, text)}")
@@ -225,6 +238,9 @@ def check_answers(port):
         got = get(path, body)
         if got != (200, b"%016x" % h):
             raise edge.HarnessError(f"{path} answered {got}, want FNV-1a {h:016x}")
+    status, got = get("/beam")
+    if status != 200 or json.loads(got).get("body") != "hello":
+        raise edge.HarnessError(f"/beam answered {status} {got[:200]!r}, want hello's envelope")
     if get("/spark", VALUE)[0] != 204 or get("/spark") != (200, VALUE):
         raise edge.HarnessError(f"/spark does not store and read back: {get('/spark')}")
 
