@@ -1,6 +1,7 @@
 // `ember serve`'s YAML configuration.
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -141,6 +142,43 @@ std::string secret_value(const std::string& o, const YAML::Node& n, const std::s
   return v;
 }
 
+// A beam.allow entry that can match a URL's host: "*", "*.domain", "host",
+// "host:port", "[v6]" or "[v6]:port" (no trailing dot, no port on a wildcard).
+bool valid_allow_entry(std::string_view e) {
+  if (e == "*") return true;
+  bool wildcard = e.starts_with("*.");
+  if (wildcard) e.remove_prefix(2);
+  std::string_view host = e, port;
+  if (e.starts_with('[')) {
+    size_t close = e.find(']');
+    if (close == std::string_view::npos || wildcard) return false;
+    host = e.substr(1, close - 1);
+    if (close + 1 < e.size()) {
+      if (e[close + 1] != ':') return false;
+      port = e.substr(close + 2);
+      if (port.empty()) return false;
+    }
+    if (host.empty()) return false;
+    for (char c : host)
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+  } else {
+    size_t colon = e.find(':');
+    if (colon != std::string_view::npos) {
+      if (wildcard) return false;
+      host = e.substr(0, colon);
+      port = e.substr(colon + 1);
+      if (port.empty()) return false;
+    }
+    if (host.empty() || host.back() == '.' || host.front() == '.') return false;
+    for (char c : host)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
+  }
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
+  return port.empty() || std::stoul(std::string(port)) - 1 < 65535;
+}
+
 ServerConfig parse(const YAML::Node& root, const std::string& o) {
   ServerConfig c;
   c.origin = o;
@@ -210,7 +248,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (const YAML::Node& bm = root["beam"]) {
     check_keys(o, bm,
                {"allow", "connect_timeout", "timeout", "max_response", "max_request",
-                "fetches_per_invocation", "max_connections_per_origin", "ca_file"},
+                "fetches_per_invocation", "max_connections_per_origin", "max_waiting", "ca_file"},
                "beam");
     BeamSettings& b = c.beam;
     if (const YAML::Node& allow = bm["allow"]) {
@@ -220,9 +258,11 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
         std::string host = scalar(o, h, "allow");
         for (char& ch : host)
           if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
-        if (host.empty() || host.find_first_of("/ ?#@") != std::string::npos)
+        if (!valid_allow_entry(host))
           fail(o, h,
-               "'beam.allow' entries are hosts, HOST:PORT, *.DOMAIN or *; got '" + host + "'");
+               "'beam.allow' entries are HOST, HOST:PORT, [IPV6], [IPV6]:PORT, *.DOMAIN or *; "
+               "got '" +
+                   host + "'");
         b.allow.push_back(host);
       }
     }
@@ -231,6 +271,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
     if (bm["timeout"]) b.timeout_ms = duration_ms(o, bm["timeout"], "timeout");
     if (bm["max_response"]) b.max_response = byte_size(o, bm["max_response"], "max_response");
     if (bm["max_request"]) b.max_request = byte_size(o, bm["max_request"], "max_request");
+    if (bm["max_waiting"]) b.max_waiting = number(o, bm["max_waiting"], "max_waiting", 1'000'000);
     if (bm["fetches_per_invocation"])
       b.fetches_per_invocation = static_cast<uint32_t>(
           number(o, bm["fetches_per_invocation"], "fetches_per_invocation", 10'000));

@@ -83,6 +83,17 @@ void LoopEdge::error_response(Response& response, int status, std::string_view t
   response.set_body(text);
 }
 
+void LoopEdge::busy_response(Response& response) {
+  try {
+    response.set_header("retry-after", "1");
+    error_response(response, 503,
+                   "this server has too many requests waiting on origins; retry shortly\n");
+  } catch (const std::exception&) {
+    response.reset();
+    response.set_status(503);
+  }
+}
+
 void LoopEdge::invoke(const Route* route, const Request& request, Response& response) {
   run_flare(route, request, response, arena_, scratch_, nullptr);
 }

@@ -69,6 +69,11 @@ struct PooledRequestState {
   virtual ~PooledRequestState() = default;
 };
 
+// beam: the host (lower case; IPv6 in brackets) and port of an http(s) URL,
+// or false; and whether beam.allow lets a flare fetch from it.
+bool beam_origin(std::string_view url, std::string* host, uint16_t* port, bool* https);
+bool beam_allowed(const std::vector<std::string>& allow, const std::string& host, uint16_t port);
+
 // Hears that a waiting invocation has answered (loop thread).
 class InvocationWaiter {
  public:
@@ -105,8 +110,11 @@ class LoopEdge {
   // a copy of `request` of its own. The invocation is done() when start()
   // returns unless the flare waits (a fetch); then `waiter` hears
   // invocation_done() once it has answered. Either way the caller writes
-  // response(*inv) and then calls finish(inv).
-  Invocation* start(const Route& route, const Request& request, InvocationWaiter& waiter);
+  // response(*inv) and then calls finish(inv). Null when the loop cannot
+  // take another (beam.max_waiting, no memory): answer busy_response().
+  Invocation* start(const Route& route, const Request& request, InvocationWaiter& waiter) noexcept;
+  // 503 for a request start() refused.
+  void busy_response(Response& response);
   static bool done(const Invocation& inv) noexcept;
   static Response& response(Invocation& inv) noexcept;
   static const std::string& flare_name(const Invocation& inv) noexcept;

@@ -184,8 +184,10 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   // A waiting flare answered `s`: submit it and flush.
   void waiting_done(Stream& s) {
     Invocation* inv = std::exchange(s.pending, nullptr);
+    --flares_waiting_;
     submit(s, LoopEdge::response(*inv), false);
     edge_.finish(inv);
+    deadline_moved();  // back to the idle timeout when nothing else waits
     want_write();
   }
 
@@ -200,9 +202,13 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     if (upgrade_) serve_upgrade(conn);
   }
 
-  // The oldest incomplete request bounds the wait.
+  // The oldest incomplete request bounds the wait. A flare that waits on an
+  // origin is not idleness: its own timeouts bound it, so the idle timeout
+  // is pushed back while one does.
   uint64_t next_deadline_ms() const noexcept override {
-    return waiting_ ? waiting_->started_ms + edge_.limits().body_timeout_ms : http2::kNoDeadline;
+    if (waiting_) return waiting_->started_ms + edge_.limits().body_timeout_ms;
+    if (flares_waiting_) return edge_.loop.now_ms() + edge_.limits().idle_timeout_ms;
+    return http2::kNoDeadline;
   }
 
   // Requests whose END_STREAM did not come in time: 408 each.
@@ -321,7 +327,11 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     // which follows the oldest waiting request, must move with it.
     if (s == waiting_) deadline_moved();
     unwait(s);
-    if (s->pending) edge_.abandon(s->pending);  // reset while its flare waits
+    if (s->pending) {  // reset while its flare waits
+      edge_.abandon(s->pending);
+      s->pending = nullptr;
+      --flares_waiting_;
+    }
     drop_parts(*s);
     unlink(s);
     give_stream(s);
@@ -376,8 +386,16 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
       s.waiter.conn = this;
       s.waiter.stream = &s;
       Invocation* inv = edge_.start(*route, request, s.waiter);
+      if (!inv) {
+        Response busy(edge_.scratch());
+        edge_.busy_response(busy);
+        submit(s, busy, false);
+        edge_.finish();
+        return;
+      }
       if (!LoopEdge::done(*inv)) {
         s.pending = inv;  // answered in waiting_done()
+        ++flares_waiting_;
         return;
       }
       submit(s, LoopEdge::response(*inv), false);
@@ -536,7 +554,8 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   Stream* live_ = nullptr;
   Stream* waiting_ = nullptr;
   Stream* waiting_tail_ = nullptr;
-  uint64_t buffered_ = 0;  // body bytes held by incomplete requests
+  uint64_t buffered_ = 0;      // body bytes held by incomplete requests
+  size_t flares_waiting_ = 0;  // streams whose flare waits on an origin
   uint64_t body_budget_;
   // Per-connection scratch, reused by every answer.
   std::vector<HeaderField> fields_;

@@ -388,6 +388,11 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
     Request req = request.view();
     if (route && route->flare->may_wait()) {
       Invocation* inv = edge_.start(*route, req, *this);
+      if (!inv) {
+        Response busy(edge_.scratch());
+        edge_.busy_response(busy);
+        return write_answer(conn, out, busy, route->flare_name, nullptr);
+      }
       if (!LoopEdge::done(*inv)) {
         pending_ = inv;
         state_ = State::waiting;  // invocation_done() brings it back

@@ -25,8 +25,9 @@ namespace {
 
 constexpr size_t kSpareInvocations = 16;  // per loop, each with a fiber and an arena
 
-// The host and port of an http(s) URL, or false.
-bool url_origin(std::string_view url, std::string* host, uint16_t* port, bool* https) {
+}  // namespace
+
+bool beam_origin(std::string_view url, std::string* host, uint16_t* port, bool* https) {
   if (url.starts_with("https://")) {
     *https = true;
     url.remove_prefix(8);
@@ -68,7 +69,7 @@ bool url_origin(std::string_view url, std::string* host, uint16_t* port, bool* h
   return true;
 }
 
-bool allowed(const std::vector<std::string>& allow, const std::string& host, uint16_t port) {
+bool beam_allowed(const std::vector<std::string>& allow, const std::string& host, uint16_t port) {
   std::string with_port = host + ":" + std::to_string(port);
   for (const std::string& a : allow) {
     if (a == "*" || a == host || a == with_port) return true;
@@ -78,6 +79,8 @@ bool allowed(const std::vector<std::string>& allow, const std::string& host, uin
   }
   return false;
 }
+
+namespace {
 
 bool hop_by_hop(std::string_view name) {
   return http1::iequals(name, "host") || http1::iequals(name, "content-length") ||
@@ -118,7 +121,13 @@ struct Invocation final : Fetcher, http1::ClientHandler {
 
   static void run(void* self) {
     auto* inv = static_cast<Invocation*>(self);
-    inv->edge.run_flare(&inv->route, *inv->request, inv->response, inv->arena, inv->scratch, inv);
+    try {
+      inv->edge.run_flare(&inv->route, *inv->request, inv->response, inv->arena, inv->scratch, inv);
+    } catch (...) {  // nothing may leave a fiber's first frame
+      inv->response.reset();
+      inv->response.set_status(500);
+      inv->response.set_body(Bytes::unowned(std::string_view("the flare failed\n")));
+    }
   }
 
   Result<FetchResponse> fetch(const FetchRequest& request) override;
@@ -132,7 +141,7 @@ struct Invocation final : Fetcher, http1::ClientHandler {
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
       answer.headers.emplace_back(std::move(name), std::string(f.value));
     }
-    if (head.content_length && *head.content_length > max_response) {
+    if (head.has_body && head.content_length && *head.content_length > max_response) {
       failure =
           Error("the answer's body (" + std::to_string(*head.content_length) +
                 " bytes) is larger than beam.max_response (" + std::to_string(max_response) + ")");
@@ -174,7 +183,9 @@ class Waiting {
  public:
   explicit Waiting(LoopEdge& edge) : edge_(edge) {}
 
+  // Null past beam.max_waiting.
   Invocation* take() {
+    if (live_.size() >= edge_.shared.config.beam.max_waiting) return nullptr;
     std::unique_ptr<Invocation> inv;
     if (!spare_.empty()) {
       inv = std::move(spare_.back());
@@ -264,17 +275,18 @@ Result<FetchResponse> Invocation::fetch(const FetchRequest& req) {
   };
   if (Fiber::current() != fiber.get())
     return refuse("only the flare's own invocation may fetch (not another thread or fiber)");
-  if (edge.loop.draining() || edge.waiting_->stopped())
-    return refuse("the server is shutting down");
+  // A drain lets waiting flares finish (its timeout bounds them); only the
+  // loop's stop refuses.
+  if (edge.waiting_->stopped()) return refuse("the server has stopped");
   if (fetches >= beam.fetches_per_invocation)
     return refuse("this invocation has used its " + std::to_string(beam.fetches_per_invocation) +
                   " fetches (beam.fetches_per_invocation)");
   std::string host;
   uint16_t port = 0;
   bool https = false;
-  if (!url_origin(req.url, &host, &port, &https))
+  if (!beam_origin(req.url, &host, &port, &https))
     return refuse("not an absolute http:// or https:// URL");
-  if (!allowed(beam.allow, host, port))
+  if (!beam_allowed(beam.allow, host, port))
     return refuse("host " + host + ":" + std::to_string(port) + " is not in beam.allow");
   if (req.body.size() > beam.max_request)
     return refuse("the body (" + std::to_string(req.body.size()) +
@@ -319,14 +331,32 @@ LoopEdge::LoopEdge(Loop& l, Shared& s)
 
 LoopEdge::~LoopEdge() = default;
 
-Invocation* LoopEdge::start(const Route& route, const Request& request, InvocationWaiter& waiter) {
-  Invocation* inv = waiting_->take();
-  inv->route = route;
-  inv->stored.assign(request.method(), request.url(), request.host(), request.headers());
+Invocation* LoopEdge::start(const Route& route, const Request& request,
+                            InvocationWaiter& waiter) noexcept {
+  Invocation* inv = nullptr;
+  try {
+    inv = waiting_->take();
+  } catch (const std::exception& e) {  // no memory, or no room for a stack
+    EMBER_WARN("ember.flare", "cannot start a waiting invocation", {"flare", route.flare_name},
+               {"error", e.what()});
+    return nullptr;
+  }
+  if (!inv) {
+    EMBER_WARN("ember.flare", "too many invocations waiting on this loop; answering 503",
+               {"flare", route.flare_name}, {"max_waiting", shared.config.beam.max_waiting});
+    return nullptr;
+  }
+  try {
+    inv->route = route;
+    inv->stored.assign(request.method(), request.url(), request.host(), request.headers());
+    inv->stored.remote.assign(request.remote_address());
+  } catch (const std::exception&) {
+    finish(inv);
+    return nullptr;
+  }
   inv->stored.scheme = request.scheme();      // literals ("http", "https")
   inv->stored.protocol = request.protocol();  // literals ("HTTP/1.1", "HTTP/2")
-  inv->stored.remote.assign(request.remote_address());
-  inv->stored.body = request.body();  // shares the buffer
+  inv->stored.body = request.body();          // shares the buffer
   inv->request.emplace(inv->stored.view());
   inv->response.reset();
   inv->waiter = &waiter;

@@ -77,7 +77,9 @@ struct PlasmaSettings {
 // flaron's beam_fetch for Wasm flares whose route grants `beam`).
 struct BeamSettings {
   // Hosts flares may fetch from: "api.example.com" (any port),
-  // "api.example.com:8443", "*.example.com", or "*" (anywhere). Empty: none.
+  // "api.example.com:8443", "*.example.com" (subdomains, any port, not the
+  // apex), "[::1]:8080", or "*" (anywhere). Names are compared as written in
+  // the URL, not as resolved. Empty: none.
   std::vector<std::string> allow;
   uint64_t connect_timeout_ms = 5'000;
   uint64_t timeout_ms = 10'000;      // the whole request, connect included
@@ -85,7 +87,10 @@ struct BeamSettings {
   uint64_t max_request = 1u << 20;   // request body a flare sends, at most
   uint32_t fetches_per_invocation = 10;
   size_t max_connections_per_origin = 8;  // per loop
-  std::string ca_file;                    // trusted CAs for https://; empty: the system's
+  // Invocations waiting at once per loop (each holds a fiber, an arena and
+  // its request); past it, requests to flares that wait are answered 503.
+  size_t max_waiting = 1024;
+  std::string ca_file;  // trusted CAs for https://; empty: the system's
 };
 
 // `admin:` in the config: the API that deploys, replaces and removes Wasm

@@ -222,9 +222,9 @@ class Loop {
   // Thread-safe convenience for cold paths (allocates). Dropped if the loop
   // has stopped.
   void post(std::function<void(Loop&)> fn);
-  // Loop thread. Runs `fn` on this loop's thread once it has drained (no
-  // connection left), before its handles close: for per-loop clients and
-  // state that must go while the loop still exists.
+  // Before run(), or on the loop thread. Runs `fn` on this loop's thread once
+  // it has drained (no connection left), before its handles close: for
+  // per-loop clients and state that must go while the loop still exists.
   void at_stop(std::function<void()> fn);
   // For producers that may outlive the loop (async completions).
   const std::shared_ptr<Mailbox>& mailbox() const noexcept;

@@ -474,7 +474,10 @@ class Client::Conn final : public ConnectionHandler, private ResponseHandler {
     r->conn = nullptr;
     complete_ = false;
     reused_ = true;
-    bool keep = keep_alive_ && body_done_ && !leftover && conn_ && !conn_->closing() && !draining_;
+    // A connection opened during a drain never hears on_drain: the loop's
+    // state decides too, so it does not idle past the drain.
+    bool keep = keep_alive_ && body_done_ && !leftover && conn_ && !conn_->closing() &&
+                !draining_ && !conn_->loop().draining();
     if (keep) {
       state_ = State::idle;
       conn_->set_deadline(static_cast<uint64_t>(cl->options_.idle_timeout.count()));

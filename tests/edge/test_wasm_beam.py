@@ -23,12 +23,28 @@ from edge import http_request
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wasm")
 BEAM_TIMEOUT = 4 * edge.SLOW  # seconds; sanitizer builds are slower
-SLOW_ORIGIN = 1.5 * edge.SLOW  # an origin that takes its time, within BEAM_TIMEOUT
+
+
+def wait_seen(path, count=1):
+    """Until the origin has seen `path` `count` times (the flare is waiting)."""
+    deadline = time.monotonic() + 20 * edge.SLOW
+    while sum(1 for s in Origin.seen if s[1] == path) < count:
+        assert time.monotonic() < deadline, "the origin never saw %s x%d" % (path, count)
+        time.sleep(0.01)
 
 
 class Origin(http.server.BaseHTTPRequestHandler):
+    """Answers what it saw as JSON. /slow=S sleeps S seconds; /gate/NAME
+    waits until the test opens gate NAME (gate(NAME).set())."""
     protocol_version = "HTTP/1.1"
     seen = []
+    gates = {}
+    lock = threading.Lock()
+
+    @classmethod
+    def gate(cls, name):
+        with cls.lock:
+            return cls.gates.setdefault(name, threading.Event())
 
     def answer(self):
         length = int(self.headers.get("content-length") or 0)
@@ -36,6 +52,8 @@ class Origin(http.server.BaseHTTPRequestHandler):
         Origin.seen.append((self.command, self.path, dict(self.headers), body))
         if self.path.startswith("/slow"):
             time.sleep(float(self.path.split("=")[1]) if "=" in self.path else 1.0)
+        if self.path.startswith("/gate/"):
+            Origin.gate(self.path[len("/gate/"):]).wait(120)
         if self.path.startswith("/big"):
             payload = b"x" * (2 << 20)
         else:
@@ -159,25 +177,23 @@ def test_http2_clients_get_the_answer_too(server, origins):
 
 def test_waiting_flares_do_not_hold_up_the_loop(server, origins):
     results = []
+    path = "/gate/loop"
 
-    slow_path = "/slow=%g" % SLOW_ORIGIN
+    def waiting():
+        results.append(fetch(server, "http://127.0.0.1:%d%s" % (origins["plain"], path)))
 
-    def slow():
-        results.append(fetch(server, "http://127.0.0.1:%d%s" % (origins["plain"], slow_path)))
-
-    waiting = [threading.Thread(target=slow) for _ in range(4)]
-    for t in waiting:
+    threads = [threading.Thread(target=waiting) for _ in range(4)]
+    for t in threads:
         t.start()
-    deadline = time.monotonic() + 10 * edge.SLOW
-    while len([s for s in Origin.seen if s[1] == slow_path]) < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    # Every slow fetch is at the origin now; the one loop still answers.
+    wait_seen(path, 4)
+    # Four flares wait at the origin; the one loop still answers everything else.
     for _ in range(10):
         assert http_request(server, "/")[2] == b"hello"
         status, env = fetch(server, "http://127.0.0.1:%d/quick" % origins["plain"])
         assert status == 200
-    assert results == [], "a slow fetch finished before the quick requests"
-    for t in waiting:
+    assert results == []
+    Origin.gate("loop").set()
+    for t in threads:
         t.join()
     assert [r[0] for r in results] == [200] * 4
 
@@ -212,15 +228,51 @@ def test_the_fetch_limit_per_invocation(start_server, tmp_path_factory, origins,
     assert log_says(s, "used its 1 fetches (beam.fetches_per_invocation)")
 
 
-def test_a_client_that_leaves_while_its_flare_waits(server, origins):
+def test_clients_that_leave_while_their_flares_wait(server, origins):
+    # HTTP/1.1: the connection closes.
     sock = edge.connect(server.port)
-    sock.sendall(("GET /beam HTTP/1.1\r\nHost: t\r\nx-url: http://127.0.0.1:%d/slow=0.5\r\n\r\n"
-                  % origins["plain"]).encode())
-    time.sleep(0.1)
-    sock.close()  # the answer is dropped when it comes
-    time.sleep(0.8)
-    status, env = fetch(server, "http://127.0.0.1:%d/after" % origins["plain"])
-    assert status == 200 and server.alive()
+    sock.sendall(("GET /beam HTTP/1.1\r\nHost: t\r\nx-url: http://127.0.0.1:%d/gate/leave1"
+                  "\r\n\r\n" % origins["plain"]).encode())
+    wait_seen("/gate/leave1")
+    sock.close()
+    # HTTP/2: the stream is reset, the connection stays.
+    h2 = edge.H2(server.port)
+    h2.headers(1, edge.request_headers("/beam", extra=[
+        ("x-url", "http://127.0.0.1:%d/gate/leave2" % origins["plain"])]))
+    wait_seen("/gate/leave2")
+    h2.send(edge.frame(0x3, 0, 1, b"\x00\x00\x00\x08"))  # RST_STREAM CANCEL
+    Origin.gate("leave1").set()
+    Origin.gate("leave2").set()
+    # The answers are dropped; the server and the HTTP/2 connection go on.
+    h2.headers(3, edge.request_headers("/beam", extra=[
+        ("x-url", "http://127.0.0.1:%d/after" % origins["plain"])]))
+    hdrs, body, reset = h2.response(3)
+    assert edge.h2_status(hdrs) == 200 and reset is None, (hdrs, body)
+    h2.close()
+    assert fetch(server, "http://127.0.0.1:%d/after" % origins["plain"])[0] == 200
+    assert server.alive()
+
+
+def test_max_waiting_answers_503(start_server, tmp_path_factory, origins, module_file):
+    d = tmp_path_factory.mktemp("busy")
+    s = start_server(tls=False, loops=1,
+                     wasm_routes=[("/beam", module_file, "capabilities: [beam]")],
+                     extra_config=beam_config(d, origins).replace(
+                         "fetches_per_invocation: 2", "fetches_per_invocation: 2, max_waiting: 2"))
+    url = "http://127.0.0.1:%d/gate/busy" % origins["plain"]
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(fetch(s, url))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    wait_seen("/gate/busy", 2)
+    status, fields, body = http_request(s, "/beam", headers={"x-url": url})
+    assert status == 503 and fields.get("retry-after") == "1", (status, body)
+    assert b"too many requests waiting" in body
+    Origin.gate("busy").set()
+    for t in threads:
+        t.join()
+    assert [r[0] for r in results] == [200, 200]
+    assert fetch(s, url)[0] == 200  # room again
 
 
 def test_a_drain_lets_waiting_flares_answer(start_server, tmp_path_factory, origins, module_file):
@@ -229,21 +281,43 @@ def test_a_drain_lets_waiting_flares_answer(start_server, tmp_path_factory, orig
                      wasm_routes=[("/beam", module_file, "capabilities: [beam]")],
                      extra_config=beam_config(d, origins))
     result = []
-    t = threading.Thread(target=lambda: result.append(
-        fetch(s, "http://127.0.0.1:%d/slow=1" % origins["plain"])))
+    url = "http://127.0.0.1:%d/gate/drain" % origins["plain"]
+    t = threading.Thread(target=lambda: result.append(fetch(s, url, twice=True)))
     t.start()
-    deadline = time.monotonic() + 10 * edge.SLOW
-    while not any(x[1] == "/slow=1" for x in Origin.seen) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_seen("/gate/drain")
     s.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    Origin.gate("drain").set()  # the second fetch starts during the drain
     t.join()
     assert result and result[0][0] == 200, result
-    assert s.stop() == 0
+    assert s.stop() == 0, s.stderr()
     s.stopped_by_test = True
 
 
+def test_a_drain_that_times_out_ends_waiting_flares(start_server, tmp_path_factory, origins,
+                                                    module_file):
+    d = tmp_path_factory.mktemp("cut")
+    s = start_server(tls=False, loops=1, limits={"drain_timeout": "%dms" % (500 * edge.SLOW)},
+                     wasm_routes=[("/beam", module_file, "capabilities: [beam]")],
+                     extra_config=beam_config(d, origins))
+    sock = edge.connect(s.port)
+    sock.sendall(("GET /beam HTTP/1.1\r\nHost: t\r\nx-url: http://127.0.0.1:%d/gate/cut"
+                  "\r\n\r\n" % origins["plain"]).encode())
+    wait_seen("/gate/cut")
+    s.signal(signal.SIGTERM)
+    assert s.stop() == 1, s.stderr()  # the drain timed out; the waiting flare was ended
+    s.stopped_by_test = True
+    sock.close()
+    Origin.gate("cut").set()
+    assert "drain timed out" in s.stderr()
+    assert "Sanitizer" not in s.stderr()
+
+
 def test_config_checks_the_beam_section(tmp_path):
-    for beam, words in [("{allow: [http://x/]}", "'beam.allow' entries are hosts"),
+    for beam, words in [("{allow: [http://x/]}", "'beam.allow' entries are HOST"),
+                        ("{allow: ['*.example.com:8443']}", "'beam.allow' entries are HOST"),
+                        ("{allow: ['::1']}", "'beam.allow' entries are HOST"),
+                        ("{allow: [example.com.]}", "'beam.allow' entries are HOST"),
                         ("{allow: x}", "'beam.allow' must be a list"),
                         ("{timeout: 0s}", "timeouts must be above 0"),
                         ("{max_response: 65m}", "at most 64m"),
@@ -255,3 +329,9 @@ def test_config_checks_the_beam_section(tmp_path):
         run = subprocess.run([edge.ember_binary(), "serve", "--config", str(path), "--check"],
                              capture_output=True, text=True, timeout=60 * edge.SLOW)
         assert run.returncode == 2 and words in run.stderr, (beam, run.returncode, run.stderr)
+    path = tmp_path / "ok.yaml"
+    path.write_text("routes: [{flare: hello}]\nbeam: {allow: ['*', api.example.com, "
+                    "'db:5984', '[::1]:8080', '[::1]', '*.example.org'], max_waiting: 10}\n")
+    run = subprocess.run([edge.ember_binary(), "serve", "--config", str(path), "--check"],
+                         capture_output=True, text=True, timeout=60 * edge.SLOW)
+    assert run.returncode == 0, run.stderr

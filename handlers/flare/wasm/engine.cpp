@@ -575,7 +575,8 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
     return Error(o + ": " + so + " is not an Ember module of this version; delete it");
   // One table per loaded object, made when it is first loaded; it lives as
   // long as the process. dlopen of an object already loaded (the same module
-  // deployed again) returns the same handle, already initialised.
+  // deployed again) returns the same handle, already initialised; its
+  // max_pages is the first load's (one server per process in practice).
   static std::map<void*, HostTable*> tables;  // under load_mutex()
   if (!tables.count(h)) {
     auto* table = new HostTable{ember_wasm_raise, host, options.max_pages, 100'000};

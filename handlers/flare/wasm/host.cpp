@@ -864,11 +864,20 @@ int Env::beam(const uint64_t* a, uint64_t* r) {
 
   // The guest's trap guard belongs to this fiber's stack: the loop runs
   // other guests while this one waits.
-  void* guard = ember_wasm_guard_exchange(nullptr);
-  auto asked = std::chrono::steady_clock::now();
-  Result<FetchResponse> got = ctx_->fetch(request);
-  ember_wasm_guard_exchange(guard);
-  deadline_ += std::chrono::steady_clock::now() - asked;
+  struct Waiting {  // puts the guard back and stops the clock, even on a throw
+    Env& env;
+    void* guard = ember_wasm_guard_exchange(nullptr);
+    std::chrono::steady_clock::time_point asked = std::chrono::steady_clock::now();
+    ~Waiting() {
+      ember_wasm_guard_exchange(guard);
+      env.deadline_ += std::chrono::steady_clock::now() - asked;
+    }
+  };
+  Result<FetchResponse> got = Error("not fetched");
+  {
+    Waiting waiting{*this};
+    got = ctx_->fetch(request);
+  }
   if (!got) {
     EMBER_INFO("ember.flare", "beam_fetch failed", {"flare", flare},
                {"error", got.error().message});

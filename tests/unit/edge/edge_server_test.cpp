@@ -355,7 +355,8 @@ TEST_F(EdgeServer, FlaresThatFetchWaitWithoutHoldingTheirLoop) {
   auto fetching = std::make_shared<Fetching>(port_);
   std::vector<LiveRoute> routes = server_->routes();
   routes.push_back({"*", "/fetch", "fetching", fetching});
-  routes.push_back({"*", "/denied", "denied", std::make_shared<Fetching>(1)});  // port 1: allowed
+  // 127.0.0.1 is allowed, but nothing listens on port 1.
+  routes.push_back({"*", "/denied", "denied", std::make_shared<Fetching>(1)});
   server_->set_routes(routes);
   auto post = [&](std::string_view path, std::string_view body) {
     int fd = dial(port_);
