@@ -192,7 +192,16 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (root["log"]) c.log = scalar(o, root["log"], "log");
   if (root["limits"]) parse_limits(o, root["limits"], &c.limits);
   if (const YAML::Node& w = root["wasm"]) {
-    check_keys(o, w, {"cache_dir", "max_memory", "fuel", "timeout"}, "wasm");
+    check_keys(
+        o, w,
+        {"cache_dir", "max_memory", "fuel", "timeout", "idle_instances", "idle_waiting_instances"},
+        "wasm");
+    if (w["idle_instances"])
+      c.wasm.idle_instances =
+          static_cast<uint32_t>(number(o, w["idle_instances"], "idle_instances", 100'000));
+    if (w["idle_waiting_instances"])
+      c.wasm.idle_waiting_instances = static_cast<uint32_t>(
+          number(o, w["idle_waiting_instances"], "idle_waiting_instances", 100'000));
     if (w["cache_dir"]) c.wasm.cache_dir = scalar(o, w["cache_dir"], "cache_dir");
     if (w["max_memory"]) c.wasm.max_memory = byte_size(o, w["max_memory"], "max_memory");
     if (w["fuel"]) c.wasm.fuel = number(o, w["fuel"], "fuel", uint64_t(1) << 62);

@@ -23,7 +23,7 @@ namespace ember::flare::detail {
 
 namespace {
 
-constexpr size_t kSpareInvocations = 16;  // per loop, each with a fiber and an arena
+constexpr size_t kSpareInvocations = 128;  // per loop, each with a fiber and an arena
 
 }  // namespace
 

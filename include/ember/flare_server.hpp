@@ -54,6 +54,10 @@ struct WasmSettings {
   uint64_t max_memory = 16u << 20;  // linear memory cap per instance
   uint64_t fuel = 200'000'000;      // per invocation: charged per function call and loop turn
   uint64_t timeout_ms = 1'000;      // wall clock per invocation (checked at host calls)
+  // Idle instances kept per flare and loop for reuse; flares that wait
+  // (beam_fetch) have many invocations at once and keep more.
+  uint32_t idle_instances = 4;
+  uint32_t idle_waiting_instances = 64;
 };
 
 // `spark:` in the config: the on-disk KV store of Wasm flares (per site).

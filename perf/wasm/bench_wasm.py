@@ -93,6 +93,8 @@ def parse_args():
     ap.add_argument("--out", help="results directory (default perf/wasm/results/<time>)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target fails")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round x 1 s")
+    ap.add_argument("--loads", help="comma-separated loads to run (default: all): " +
+                    ", ".join(LOADS))
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.seconds, a.runaways = 1, 1, 2
@@ -299,11 +301,12 @@ def run(a, tools, runner, outdir, tmp):
             raise edge.HarnessError(f"{s.name} did not start: {s.reason}")
     check_answers(port)
     progress(f"serving on {port} (redis on {rport}); {a.rounds} round(s) x {a.seconds} s")
-    results = {(ld, side): [] for ld, (_, _, sides) in LOADS.items() for side, _ in sides}
+    loads = {ld: v for ld, v in LOADS.items() if not a.loads or ld in a.loads.split(",")}
+    results = {(ld, side): [] for ld, (_, _, sides) in loads.items() for side, _ in sides}
     total = a.rounds * len(results)
     done = 0
     for rnd in range(a.rounds):
-        for ld, (title, tool, sides) in LOADS.items():
+        for ld, (title, tool, sides) in loads.items():
             for side, where in sides:
                 if side == "redis":
                     res = run_redis(runner, tools, a, where, rport, redis.proc.pid)
@@ -329,6 +332,8 @@ def report(a, outdir, results, runaway):
         "server core %s, client core %s)" % (a.server_cpu, a.client_cpu))
     med = {}
     for ld, (title, _, sides) in LOADS.items():
+        if (ld, sides[0][0]) not in results:
+            continue  # not in --loads
         out("")
         out(title)
         out(f"  {'side':8} {'req/s (min-max)':>28} {'p50 us':>9} {'p99 us':>9} {'srv CPU us/req':>15}")

@@ -28,11 +28,13 @@
 namespace ember::flare::wasm {
 
 struct EngineOptions {
-  std::string cache_dir;           // empty: $TMPDIR/ember-wasm-<uid>
-  uint32_t max_pages = 256;        // memory cap (16 MiB)
-  uint32_t max_call_depth = 2000;  // guest call nesting
-  uint64_t fuel = 200'000'000;     // per invocation (~0.1-0.5 s of guest code)
-  uint64_t timeout_ms = 1'000;     // wall clock per invocation
+  std::string cache_dir;                 // empty: $TMPDIR/ember-wasm-<uid>
+  uint32_t max_pages = 256;              // memory cap (16 MiB)
+  uint32_t max_call_depth = 2000;        // guest call nesting
+  uint64_t fuel = 200'000'000;           // per invocation (~0.1-0.5 s of guest code)
+  uint64_t timeout_ms = 1'000;           // wall clock per invocation
+  uint32_t idle_instances = 4;           // kept per flare and loop
+  uint32_t idle_waiting_instances = 64;  // the same for flares that wait
   std::string wasm2c = "wasm2c";
   std::string cc = "cc";
 };

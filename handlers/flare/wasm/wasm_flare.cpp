@@ -16,7 +16,6 @@ namespace ember::flare::wasm {
 namespace {
 
 constexpr size_t kMaxLoops = 1025;  // ServerConfig.loops is at most 1024
-constexpr size_t kPoolPerLoop = 4;  // idle instances kept per loop
 
 class WasmFlare final : public Flare {
  public:
@@ -28,6 +27,8 @@ class WasmFlare final : public Flare {
     const auto& imports = module_->info().imports;
     may_wait_ =
         policy_.beam && std::find(imports.begin(), imports.end(), "beam_fetch") != imports.end();
+    idle_limit_ =
+        may_wait_ ? module_->options().idle_waiting_instances : module_->options().idle_instances;
   }
 
   Action handle_request(Context& ctx) override {
@@ -105,7 +106,7 @@ class WasmFlare final : public Flare {
     }
     bool bad_status = env->bad_status;
     std::string detail = env->error;
-    if (pool.size() < kPoolPerLoop) pool.push_back(std::move(env));
+    if (pool.size() < idle_limit_) pool.push_back(std::move(env));
     if (bad_status) throw std::runtime_error("wasm flare '" + name_ + "': " + detail);
     return ret;
   }
@@ -115,6 +116,7 @@ class WasmFlare final : public Flare {
   FlarePolicy policy_;
   std::vector<std::vector<std::unique_ptr<Env>>> pools_;
   bool may_wait_ = false;
+  size_t idle_limit_ = 4;  // idle instances kept per loop
 };
 
 }  // namespace
@@ -125,6 +127,8 @@ EngineOptions engine_options(const WasmSettings& s) {
   o.max_pages = static_cast<uint32_t>(s.max_memory / 65536);
   o.fuel = s.fuel;
   o.timeout_ms = s.timeout_ms;
+  o.idle_instances = s.idle_instances;
+  o.idle_waiting_instances = s.idle_waiting_instances;
   return o;
 }
 
