@@ -89,6 +89,7 @@ void Response::set_status(int status) {
     throw std::invalid_argument("response status " + std::to_string(status) +
                                 " is outside 100..599");
   status_ = status;
+  status_set_ = true;
 }
 
 void Response::append_field(std::string_view name, std::string_view value) {

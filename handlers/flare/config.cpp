@@ -9,6 +9,7 @@
 
 #include "ember/config.hpp"
 #include "ember/flare_server.hpp"
+#include "handlers/flare/edge.hpp"
 
 namespace ember::flare {
 namespace {
@@ -93,7 +94,8 @@ void parse_limits(const std::string& o, const YAML::Node& n, Limits* l) {
   check_keys(o, n,
              {"arena_size", "max_connections", "header_timeout", "body_timeout", "idle_timeout",
               "ws_idle_timeout", "max_request_line", "max_header_bytes", "max_headers", "max_body",
-              "ws_max_frame", "ws_max_message", "h2_max_concurrent_streams", "drain_timeout"},
+              "ws_max_frame", "ws_max_message", "h2_max_concurrent_streams", "drain_timeout",
+              "origin_timeout", "max_origin_body"},
              "limits");
   if (n["arena_size"]) l->arena_size = byte_size(o, n["arena_size"], "arena_size");
   if (n["max_connections"])
@@ -116,6 +118,10 @@ void parse_limits(const std::string& o, const YAML::Node& n, Limits* l) {
     l->h2_max_concurrent_streams = static_cast<uint32_t>(
         number(o, n["h2_max_concurrent_streams"], "h2_max_concurrent_streams", 1u << 20));
   if (n["drain_timeout"]) l->drain_timeout_ms = duration_ms(o, n["drain_timeout"], "drain_timeout");
+  if (n["origin_timeout"])
+    l->origin_timeout_ms = duration_ms(o, n["origin_timeout"], "origin_timeout");
+  if (n["max_origin_body"])
+    l->max_origin_body = byte_size(o, n["max_origin_body"], "max_origin_body");
   if (l->arena_size < 1024) fail(o, n["arena_size"], "'arena_size' must be at least 1k");
 }
 
@@ -350,7 +356,8 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (root["routes"]) {
     if (!root["routes"].IsSequence()) fail(o, root["routes"], "'routes' must be a list");
     for (const YAML::Node& n : root["routes"]) {
-      check_keys(o, n, {"host", "path", "flare", "wasm", "allowed_secrets", "capabilities"},
+      check_keys(o, n,
+                 {"host", "path", "flare", "wasm", "allowed_secrets", "capabilities", "origin"},
                  "a route");
       RouteConfig r;
       if (n["host"]) r.host = scalar(o, n["host"], "host");
@@ -361,6 +368,20 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
       if (n["wasm"]) r.wasm = scalar(o, n["wasm"], "wasm");
       if (r.path.empty() || r.path[0] != '/')
         fail(o, n["path"], "a route's 'path' must start with /");
+      if (n["origin"]) {
+        r.origin = scalar(o, n["origin"], "origin");
+        while (r.origin.size() > 1 && r.origin.back() == '/')
+          r.origin.pop_back();
+        std::string host;
+        uint16_t port = 0;
+        bool https = false;
+        size_t scheme = r.origin.find("://");
+        if (!detail::beam_origin(r.origin, &host, &port, &https) ||
+            r.origin.find_first_of("/?#", scheme == std::string::npos ? 0 : scheme + 3) !=
+                std::string::npos)
+          fail(o, n["origin"],
+               "a route's 'origin' is http://HOST[:PORT] or https://HOST[:PORT], without a path");
+      }
       for (char& ch : r.host)
         if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
       if (const YAML::Node& a = n["allowed_secrets"]) {

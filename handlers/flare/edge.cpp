@@ -95,11 +95,11 @@ void LoopEdge::busy_response(Response& response) {
 }
 
 void LoopEdge::invoke(const Route* route, const Request& request, Response& response) {
-  run_flare(route, request, response, arena_, scratch_, nullptr);
+  run_flare(route, request, response, arena_, scratch_, nullptr, false);
 }
 
-void LoopEdge::run_flare(const Route* route, const Request& request, Response& response,
-                         Arena& arena, Scratch& scratch, Fetcher* fetcher) {
+Action LoopEdge::run_flare(const Route* route, const Request& request, Response& response,
+                           Arena& arena, Scratch& scratch, Fetcher* fetcher, bool proxying) {
   if (!route) {
     try {
       std::string text =
@@ -108,7 +108,7 @@ void LoopEdge::run_flare(const Route* route, const Request& request, Response& r
     } catch (const std::exception&) {
       response.set_body(Bytes::unowned(std::string_view("no route\n")));
     }
-    return;
+    return Action::respond;
   }
   Context ctx(request, response, scratch, loop.index(), route->flare_name, fetcher);
   Action action;
@@ -122,30 +122,30 @@ void LoopEdge::run_flare(const Route* route, const Request& request, Response& r
     error_response(response, 500,
                    "flare '" + route->flare_name + "' ran out of its " + std::to_string(e.limit()) +
                        "-byte arena\n");
-    return;
+    return Action::respond;
   } catch (const std::exception& e) {
     EMBER_WARN("ember.flare", "flare failed", {"flare", route->flare_name}, {"error", e.what()});
     arena.reset();
     response.reset();
     error_response(response, 500,
                    "flare '" + route->flare_name + "' failed; the server log has the details\n");
-    return;
+    return Action::respond;
   } catch (...) {
     EMBER_WARN("ember.flare", "flare threw a non-exception", {"flare", route->flare_name});
     arena.reset();
     response.reset();
     error_response(response, 500, "flare '" + route->flare_name + "' failed\n");
-    return;
+    return Action::respond;
   }
-  if (action != Action::respond) {
-    arena.reset();
-    response.reset();
-    error_response(response, 502,
-                   "flare '" + route->flare_name + "' asked to " +
-                       (action == Action::passthrough ? "pass the request through to"
-                                                      : "transform the answer of") +
-                       " the origin, but this server has no origin proxy yet\n");
-  }
+  if (action == Action::respond || (proxying && !route->origin.empty())) return action;
+  arena.reset();
+  response.reset();
+  error_response(response, 502,
+                 "flare '" + route->flare_name + "' asked to " +
+                     (action == Action::passthrough ? "pass the request through to"
+                                                    : "transform the answer of") +
+                     " the origin, but its route has no 'origin:' in the config\n");
+  return Action::respond;
 }
 
 Bytes LoopEdge::stable_body(const Response& response) {

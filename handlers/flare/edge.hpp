@@ -106,7 +106,12 @@ class LoopEdge {
   // an exhausted arena or a proxy action becomes an error response. The
   // response's views stay valid until finish() is called.
   void invoke(const Route* route, const Request& request, Response& response);
-  // For a route whose flare may_wait(): runs it on a fiber with an arena and
+  // A route whose invocations run on a fiber: its flare may wait (fetch),
+  // or it has an origin to forward to.
+  static bool waits(const Route& route) noexcept {
+    return !route.origin.empty() || route.flare->may_wait();
+  }
+  // For a route that waits(): runs its flare on a fiber with an arena and
   // a copy of `request` of its own. The invocation is done() when start()
   // returns unless the flare waits (a fetch); then `waiter` hears
   // invocation_done() once it has answered. Either way the caller writes
@@ -149,8 +154,11 @@ class LoopEdge {
   friend class Waiting;
   friend struct Invocation;
   // invoke() with a given arena (the loop's, or a waiting invocation's).
-  void run_flare(const Route* route, const Request& request, Response& response, Arena& arena,
-                 Scratch& scratch, Fetcher* fetcher);
+  // Answers passthrough or transform (the response left as the flare built
+  // it) only when `proxying` and the route has an origin; otherwise the
+  // response is complete (a 502 for a proxy action) and the answer respond.
+  Action run_flare(const Route* route, const Request& request, Response& response, Arena& arena,
+                   Scratch& scratch, Fetcher* fetcher, bool proxying);
   // Continues a waiting invocation whose fetch has ended (loop thread).
   void resume(Invocation* inv);
 

@@ -382,7 +382,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
 
   void respond(Stream& s, const Request& request) {
     const Route* route = edge_.router()->match(request.host(), request.path());
-    if (route && route->flare->may_wait()) {
+    if (route && LoopEdge::waits(*route)) {
       s.waiter.conn = this;
       s.waiter.stream = &s;
       Invocation* inv = edge_.start(*route, request, s.waiter);

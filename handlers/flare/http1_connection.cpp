@@ -386,7 +386,7 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
     }
 
     Request req = request.view();
-    if (route && route->flare->may_wait()) {
+    if (route && LoopEdge::waits(*route)) {
       Invocation* inv = edge_.start(*route, req, *this);
       if (!inv) {
         Response busy(edge_.scratch());

@@ -46,7 +46,7 @@ Result<void> Server::bind() {
       return Error(s.config.origin + ": route " + r.host + r.path + " names flare '" + r.flare +
                    "', which is not registered (registered: " + known + ")");
     }
-    routes.push_back({r.host, r.path, r.flare, std::move(f)});
+    routes.push_back({r.host, r.path, r.flare, std::move(f), false, r.origin});
   }
   s.router = std::make_shared<const detail::Router>(std::move(routes));
   s.shared = std::make_unique<detail::Shared>(detail::Shared{s.config, nullptr, s.router, {}});

@@ -82,6 +82,16 @@ bool beam_allowed(const std::vector<std::string>& allow, const std::string& host
 
 namespace {
 
+// "1.2.3.4:5678" -> "1.2.3.4", "[::1]:5678" -> "::1" (X-Forwarded-For).
+std::string_view address_only(std::string_view peer) {
+  if (peer.starts_with('[')) {
+    size_t close = peer.find(']');
+    return close == std::string_view::npos ? peer : peer.substr(1, close - 1);
+  }
+  size_t colon = peer.rfind(':');
+  return colon == std::string_view::npos ? peer : peer.substr(0, colon);
+}
+
 bool hop_by_hop(std::string_view name) {
   return http1::iequals(name, "host") || http1::iequals(name, "content-length") ||
          http1::iequals(name, "transfer-encoding") || http1::iequals(name, "connection") ||
@@ -122,7 +132,9 @@ struct Invocation final : Fetcher, http1::ClientHandler {
   static void run(void* self) {
     auto* inv = static_cast<Invocation*>(self);
     try {
-      inv->edge.run_flare(&inv->route, *inv->request, inv->response, inv->arena, inv->scratch, inv);
+      Action action = inv->edge.run_flare(&inv->route, *inv->request, inv->response, inv->arena,
+                                          inv->scratch, inv, true);
+      if (action != Action::respond) inv->proxy(action);
     } catch (...) {  // nothing may leave a fiber's first frame
       inv->response.reset();
       inv->response.set_status(500);
@@ -131,6 +143,10 @@ struct Invocation final : Fetcher, http1::ClientHandler {
   }
 
   Result<FetchResponse> fetch(const FetchRequest& request) override;
+  // Sends `cr` on `client` and waits (on the fiber) for the whole answer.
+  Result<FetchResponse> exchange(http1::Client& client, http1::ClientRequest cr, uint64_t max);
+  // Action::passthrough / transform: the request to the route's origin.
+  void proxy(Action action);
 
   // ---- the client's callbacks (loop thread, outside the fiber) ----
   void on_head(const http1::ResponseHead& head) override {
@@ -230,6 +246,23 @@ class Waiting {
     return *client_;
   }
 
+  // Routes' origins (passthrough, transform): the operator's own servers,
+  // so no allowlist; their own limits.
+  http1::Client& origin_client() {
+    if (!origin_client_) {
+      const Limits& l = edge_.limits();
+      http1::ClientOptions o;
+      o.connect_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
+      o.response_head_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
+      o.request_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
+      o.max_response_body_bytes = l.max_origin_body;
+      o.max_connections_per_origin = edge_.shared.config.beam.max_connections_per_origin;
+      o.tls = edge_.shared.beam_tls;
+      origin_client_ = std::make_unique<http1::Client>(edge_.loop, o);
+    }
+    return *origin_client_;
+  }
+
   // The loop has drained: what still waits gets an error and runs to its
   // end; then the client goes, while the loop still exists.
   void stop() {
@@ -246,6 +279,7 @@ class Waiting {
       edge_.resume(inv);
     }
     client_.reset();
+    origin_client_.reset();
   }
   bool stopped() const noexcept { return stopped_; }
 
@@ -265,6 +299,7 @@ class Waiting {
   std::vector<std::unique_ptr<Invocation>> spare_;
   std::unordered_map<Invocation*, std::unique_ptr<Invocation>> live_;
   std::unique_ptr<http1::Client> client_;
+  std::unique_ptr<http1::Client> origin_client_;
   bool stopped_ = false;
 };
 
@@ -303,17 +338,91 @@ Result<FetchResponse> Invocation::fetch(const FetchRequest& req) {
   cr.url = req.url;
   cr.headers = fields;
   if (!req.body.empty()) cr.body = Bytes::copy(req.body);
+  auto got = exchange(edge.waiting_->client(), std::move(cr), beam.max_response);
+  if (!got) return refuse(got.error().message);
+  return got;
+}
+
+Result<FetchResponse> Invocation::exchange(http1::Client& client, http1::ClientRequest cr,
+                                           uint64_t max) {
   answer = FetchResponse();
   failure.reset();
-  max_response = beam.max_response;
-  auto started = edge.waiting_->client().request(std::move(cr), *this);
-  if (!started) return refuse(started.error().message);
+  max_response = max;
+  auto started = client.request(std::move(cr), *this);
+  if (!started) return started.error();
   handle = *started;
   fetching = true;
   fiber->suspend();  // until wake() (or the loop's stop) resumes it
   handle = {};
-  if (failure) return refuse(failure->message);
+  if (failure) return *failure;
   return std::move(answer);
+}
+
+void Invocation::proxy(Action action) {
+  const Request& req = *request;
+  const Limits& limits = edge.limits();
+  std::string url = route.origin;
+  url.append(req.url());
+  // The request as it came, less hop-by-hop fields, plus where it came from.
+  std::vector<http1::Field> fields;
+  fields.reserve(req.headers().size() + 3);
+  for (const HeaderField& f : req.headers())
+    if (!hop_by_hop(f.name) && !http1::iequals(f.name, "x-forwarded-for") &&
+        !http1::iequals(f.name, "x-forwarded-proto") && !http1::iequals(f.name, "x-forwarded-host"))
+      fields.push_back({f.name, f.value});
+  fields.push_back({"x-forwarded-for", address_only(req.remote_address())});
+  fields.push_back({"x-forwarded-proto", req.scheme()});
+  fields.push_back({"x-forwarded-host", req.host()});
+  http1::ClientRequest cr;
+  cr.method = req.method();
+  cr.url = url;
+  cr.headers = fields;
+  cr.body = req.body();  // by reference
+  Result<FetchResponse> got = Error("the server has stopped");
+  if (!edge.waiting_->stopped())
+    got = exchange(edge.waiting_->origin_client(), std::move(cr), limits.max_origin_body);
+  if (!got) {
+    EMBER_WARN("ember.flare", "the origin did not answer; 502", {"flare", route.flare_name},
+               {"origin", route.origin}, {"error", got.error().message});
+    arena.reset();
+    response.reset();
+    // The client learns nothing of the origin's address; the log has it.
+    edge.error_response(response, 502,
+                        "the origin did not answer; the server log has the details\n");
+    return;
+  }
+  // Transform lays what the flare set over the origin's answer.
+  std::vector<std::pair<std::string, std::string>> overlay;
+  Bytes flare_body;
+  int status = got->status < 200 || got->status > 599 ? 502 : got->status;
+  if (action == Action::transform) {
+    for (const HeaderField& f : response.headers())
+      overlay.emplace_back(std::string(f.name), std::string(f.value));
+    if (!response.body_bytes().empty()) flare_body = Bytes::copy(response.body());
+    if (response.status_set()) status = response.status();
+  }
+  arena.reset();
+  response.reset();
+  try {
+    response.set_status(status);
+    for (const auto& [name, value] : got->headers) {
+      if (hop_by_hop(name) || http1::iequals(name, "content-length")) continue;
+      bool replaced = false;
+      for (const auto& o : overlay)
+        replaced = replaced || http1::iequals(o.first, name);
+      if (!replaced) response.add_header(name, value);
+    }
+    for (const auto& [name, value] : overlay)
+      response.add_header(name, value);
+  } catch (const std::exception& e) {  // an arena too small for the origin's fields
+    arena.reset();
+    response.reset();
+    edge.error_response(response, 502,
+                        "the origin's answer does not fit the invocation's arena (" +
+                            std::string(e.what()) + ")\n");
+    return;
+  }
+  response.set_body(flare_body.empty() ? Bytes::from(std::move(got->body)) : std::move(flare_body));
 }
 
 // ---- LoopEdge's side ----------------------------------------------------------

@@ -46,9 +46,10 @@ inline constexpr size_t kDefaultArenaSize = 256 * 1024;
 // What the host does once handle_request returns.
 enum class Action {
   respond,      // send the Response the flare built
-  passthrough,  // forward the request to the origin (answered 502 until the
-                // outbound proxy exists; the body says so)
-  transform,    // forward, then let the flare rewrite the origin's answer (same)
+  passthrough,  // forward the request to the route's origin; send its answer
+  transform,    // forward, then send the origin's answer with the flare's status
+                // (if it set one), headers (replacing the origin's of the same
+                // name) and body (if not empty) laid over it
 };
 
 // The per-invocation arena ran out.
@@ -119,6 +120,8 @@ class Response {
 
   void set_status(int status);  // 100..599, else std::invalid_argument
   int status() const noexcept { return status_; }
+  // set_status() was called (Action::transform keeps the origin's otherwise).
+  bool status_set() const noexcept { return status_set_; }
   // Replaces any field of that name. Names and values are copied into the
   // arena; names are sent lower case on HTTP/2. A name or value with CR, LF
   // or NUL throws std::invalid_argument (header injection).
@@ -140,6 +143,7 @@ class Response {
   // Host side: back to an empty 200 (after the arena was reset).
   void reset() noexcept {
     status_ = 200;
+    status_set_ = false;
     fields_ = nullptr;
     count_ = capacity_ = 0;
     body_ = Bytes();
@@ -151,6 +155,7 @@ class Response {
 
   Scratch& scratch_;
   int status_ = 200;
+  bool status_set_ = false;
   HeaderField* fields_ = nullptr;
   size_t count_ = 0;
   size_t capacity_ = 0;

@@ -46,6 +46,9 @@ struct RouteConfig {
   // What a Wasm flare on this route may do beyond reading: writes_spark_kv,
   // writes_plasma_kv, beam.
   std::vector<std::string> capabilities = {};
+  // Where Action::passthrough and Action::transform send the request:
+  // "http://HOST[:PORT]" or "https://…" (no path; the request's is kept).
+  std::string origin = {};
 };
 
 // `wasm:` in the config: the engine behind routes with `wasm: FILE`.
@@ -122,6 +125,8 @@ struct Limits {
   size_t ws_max_message = 16u << 20;      // 1009
   uint32_t h2_max_concurrent_streams = 128;
   uint64_t drain_timeout_ms = 30'000;
+  uint64_t origin_timeout_ms = 30'000;   // a request proxied to a route's origin (502)
+  uint64_t max_origin_body = 64u << 20;  // an origin's answer, at most (502)
 };
 
 struct ServerConfig {
@@ -155,7 +160,8 @@ struct LiveRoute {
   std::string path = "/";  // prefix
   std::string flare_name;
   std::shared_ptr<Flare> flare;
-  bool first = false;  // matched before every other route (the admin API)
+  bool first = false;       // matched before every other route (the admin API)
+  std::string origin = {};  // RouteConfig::origin
 };
 
 class Server {

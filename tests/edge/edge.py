@@ -193,6 +193,16 @@ class Ember:
         return "https://127.0.0.1:%d%s" % (self.tls_port, path)
 
 
+def serve_check(config_text, directory):
+    """`ember serve --config FILE --check` on `config_text` (FILE in
+    `directory`): the CompletedProcess, text mode."""
+    path = os.path.join(str(directory), "check.yaml")
+    with open(path, "w") as f:
+        f.write(config_text)
+    return subprocess.run([ember_binary(), "serve", "--config", path, "--check"],
+                          capture_output=True, text=True, timeout=120 * SLOW)
+
+
 def stop_and_check(server):
     """Teardown for module fixtures: the server must still run (no crash)
     and drain cleanly (status 0) on SIGTERM."""

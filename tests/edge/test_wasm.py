@@ -301,12 +301,9 @@ def test_a_hundred_thousand_instance_lifetimes_keep_memory_flat(server):
 # ---------------------------------------------------------------- deploy time
 
 def check_config(tmp_path, module_path, extra=""):
-    cfg = tmp_path / "check.yaml"
-    cfg.write_text("log: info\nlisteners:\n  - listen: 127.0.0.1:0\n%s"
-                   "spark: {dir: %s}\nroutes:\n  - {path: /x, wasm: \"%s\"}\n"
-                   % (extra, tmp_path / "spark", module_path))
-    return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
-                          capture_output=True, text=True, timeout=120 * edge.SLOW)
+    return edge.serve_check("log: info\nlisteners:\n  - listen: 127.0.0.1:0\n%s"
+                            "spark: {dir: %s}\nroutes:\n  - {path: /x, wasm: \"%s\"}\n"
+                            % (extra, tmp_path / "spark", module_path), tmp_path)
 
 
 @pytest.mark.parametrize("wat, message", [
@@ -408,8 +405,5 @@ def test_a_secret_from_an_unset_variable_is_refused_without_showing_values(tmp_p
 
 
 def check_config_text(tmp_path, text):
-    cfg = tmp_path / "check.yaml"
-    cfg.write_text("listeners:\n  - listen: 127.0.0.1:0\nspark: {dir: %s}\n" % (tmp_path / "spark")
-                   + text)
-    return subprocess.run([edge.ember_binary(), "serve", "--config", str(cfg), "--check"],
-                          capture_output=True, text=True, timeout=120 * edge.SLOW)
+    return edge.serve_check("listeners:\n  - listen: 127.0.0.1:0\nspark: {dir: %s}\n"
+                            % (tmp_path / "spark") + text, tmp_path)

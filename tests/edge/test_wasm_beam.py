@@ -323,15 +323,10 @@ def test_config_checks_the_beam_section(tmp_path):
                         ("{max_response: 65m}", "at most 64m"),
                         ("{color: red}", "unknown key 'color'"),
                         ("{ca_file: /nonexistent/ca.pem}", "beam.ca_file")]:
-        path = tmp_path / "ember.yaml"
-        path.write_text("listeners: [{listen: '127.0.0.1:0'}]\nroutes: [{flare: hello}]\n"
-                        "beam: %s\n" % beam)
-        run = subprocess.run([edge.ember_binary(), "serve", "--config", str(path), "--check"],
-                             capture_output=True, text=True, timeout=60 * edge.SLOW)
+        run = edge.serve_check("listeners: [{listen: '127.0.0.1:0'}]\nroutes: [{flare: hello}]\n"
+                               "beam: %s\n" % beam, tmp_path)
         assert run.returncode == 2 and words in run.stderr, (beam, run.returncode, run.stderr)
-    path = tmp_path / "ok.yaml"
-    path.write_text("routes: [{flare: hello}]\nbeam: {allow: ['*', api.example.com, "
-                    "'db:5984', '[::1]:8080', '[::1]', '*.example.org'], max_waiting: 10}\n")
-    run = subprocess.run([edge.ember_binary(), "serve", "--config", str(path), "--check"],
-                         capture_output=True, text=True, timeout=60 * edge.SLOW)
+    run = edge.serve_check("routes: [{flare: hello}]\nbeam: {allow: ['*', api.example.com, "
+                           "'db:5984', '[::1]:8080', '[::1]', '*.example.org'], max_waiting: 10}\n",
+                           tmp_path)
     assert run.returncode == 0, run.stderr

@@ -262,8 +262,5 @@ def test_config_checks_the_admin_section(tmp_path):
                          ("{token: %s, path: /x/}" % TOKEN, "must start with / and not end"),
                          ("{token: %s, color: red}" % TOKEN, "unknown key 'color'"),
                          ("{token: {env: EMBER_TEST_NO_SUCH_VAR}}", "EMBER_TEST_NO_SUCH_VAR")]:
-        path = tmp_path / "ember.yaml"
-        path.write_text("routes: [{flare: hello}]\nadmin: %s\n" % admin)
-        run = subprocess.run([edge.ember_binary(), "serve", "--config", str(path), "--check"],
-                             capture_output=True, text=True, timeout=60 * edge.SLOW)
+        run = edge.serve_check("routes: [{flare: hello}]\nadmin: %s\n" % admin, tmp_path)
         assert run.returncode == 2 and words in run.stderr, (admin, run.stderr)

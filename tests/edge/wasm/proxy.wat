@@ -1,0 +1,40 @@
+;; Returns the action named by the request's x-action header (1 respond,
+;; 2 transform, 3 passthrough), after setting x-flare: yes, status 299 when
+;; x-status is sent and the body "from the flare" when x-body is sent.
+(module
+  (import "flaron/v1" "req_header_get" (func $header_get (param i32 i32) (result i64)))
+  (import "flaron/v1" "resp_set_status" (func $status (param i32)))
+  (import "flaron/v1" "resp_header_set" (func $header_set (param i32 i32 i32 i32)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 6)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 16) "x-action")
+  (data (i32.const 32) "x-status")
+  (data (i32.const 48) "x-body")
+  (data (i32.const 64) "x-flare")
+  (data (i32.const 80) "yes")
+  (data (i32.const 96) "from the flare")
+  (func (export "alloc") (param $n i32) (result i32)
+    (local $p i32)
+    (if (i32.eqz (local.get $n)) (then (return (i32.const 0))))
+    (local.set $p (global.get $bump))
+    (if (i32.gt_u (i32.add (local.get $p) (local.get $n)) (i32.const 393216))
+      (then (return (i32.const 0))))
+    (global.set $bump (i32.add (local.get $p) (local.get $n)))
+    (local.get $p))
+  (func (export "handle_request") (result i64)
+    (local $action i64)
+    (global.set $bump (i32.const 65536))
+    (call $header_set (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 3))
+    (if (i64.ne (call $header_get (i32.const 32) (i32.const 8)) (i64.const 0))
+      (then (call $status (i32.const 299))))
+    (if (i64.ne (call $header_get (i32.const 48) (i32.const 6)) (i64.const 0))
+      (then (call $body_set (i32.const 96) (i32.const 14))))
+    (local.set $action (call $header_get (i32.const 16) (i32.const 8)))
+    (if (i64.eqz (local.get $action)) (then (return (i64.const 0x100000000))))
+    ;; the first byte of the value, '1'..'3', as the action
+    (i64.shl
+      (i64.extend_i32_u
+        (i32.sub (i32.load8_u (i32.wrap_i64 (i64.shr_u (local.get $action) (i64.const 32))))
+                 (i32.const 48)))
+      (i64.const 32))))
