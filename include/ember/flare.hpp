@@ -13,10 +13,13 @@
 // which the host turns into a 500 (or WebSocket close 1011) with a message
 // that names the flare and the knob; it never crashes the server.
 //
-// Threads. A flare runs on the loop thread that owns the connection, one
-// invocation at a time per loop, and must not block: every loop serves many
-// connections. One Flare object serves every loop at once, so its own state
-// must be thread-safe (or per loop: Context::loop_index()).
+// Threads. A flare runs on the loop thread that owns the connection and
+// must not block: every loop serves many connections. To wait for another
+// server, return true from may_wait() and call Context::fetch(): the
+// invocation then runs on a fiber (a stack of its own) and the loop serves
+// other requests, this flare's included, while it waits. One Flare object
+// serves every loop at once, so its own state must be thread-safe (or per
+// loop: Context::loop_index()).
 //
 // Errors. Exceptions a flare throws are caught at the invocation boundary:
 // the client gets a 500 (close 1011 on WebSocket) and the log names the flare
