@@ -5,6 +5,7 @@ with real HTTP and WebSocket requests.
 """
 
 import asyncio
+import json
 import os
 import subprocess
 
@@ -25,9 +26,11 @@ def server(start_server, tmp_path_factory):
     routes = [("/hello", str(out / "hello.wasm")),
               ("/visits", str(out / "visits.wasm"),
                "capabilities: [writes_plasma_kv, writes_spark_kv]"),
-              ("/ws", str(out / "ws_echo.wasm"))]
+              ("/ws", str(out / "ws_echo.wasm")),
+              ("/fetch", str(out / "fetch.wasm"), "capabilities: [beam]")]
     return start_server(tls=False, wasm_routes=routes,
-                        extra_config="spark: {dir: %s}\n" % (out / "spark"))
+                        extra_config="spark: {dir: %s}\nbeam: {allow: ['127.0.0.1']}\n"
+                        % (out / "spark"))
 
 
 def test_hello(server):
@@ -53,3 +56,14 @@ def test_websocket_echo(server):
             return await ws.recv()
 
     assert asyncio.run(asyncio.wait_for(go(), 30 * edge.SLOW)) == "from python"
+
+
+def test_fetch_gets_another_route_through_beam(server):
+    url = "http://127.0.0.1:%d/hello/via-beam" % server.port
+    status, headers, body = http_request(server, "/fetch?" + url)
+    assert status == 200 and headers["content-type"] == "application/json", body
+    envelope = json.loads(body)
+    assert envelope["status"] == 200
+    assert envelope["body"] == "hello from C: GET /hello/via-beam\n"
+    assert http_request(server, "/fetch?http://example.com/")[0] == 502  # not in beam.allow
+    assert http_request(server, "/fetch")[0] == 400
