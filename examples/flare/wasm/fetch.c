@@ -9,7 +9,8 @@
 EMBER_HTTP_FLARE(fetch) {
   ember_bytes url = ember_unpack(flaron_req_url());
   uint32_t q = 0;
-  while (q < url.len && url.ptr[q] != '?') ++q;
+  while (q < url.len && url.ptr[q] != '?')
+    ++q;
   if (q + 1 >= url.len) {
     ember_respond(400, "usage: /fetch?http://host/path\n", 31);
     return EMBER_RESPOND;
