@@ -108,25 +108,34 @@ class Http1Connection;
 // (with its field tables) and the request's copy. Borrowed from the loop's
 // pool when a request starts and given back when the connection goes idle,
 // so 10,000 idle keep-alive connections do not hold 10,000 of these.
-struct RequestState final : PooledRequestState, http1::RequestHandler {
+struct RequestState final : PooledRequestState, http1::RequestHandler, InvocationWaiter {
   explicit RequestState(const Limits& limits) : parser(parser_limits(limits), *this) {}
   http1::Action on_head(const http1::RequestHead& head) override;
   http1::Action on_body(const Bytes& chunk) override;
   http1::Action on_complete() override;
+  void invocation_done() override;
 
   Http1Connection* owner = nullptr;
+  Invocation* pending = nullptr;  // a waiting flare's invocation (State::waiting)
   http1::RequestParser parser;
   StoredRequest request;
   std::string absolute_url;  // scratch for absolute-form targets
   std::vector<Bytes> body_parts;
 };
 
-class Http1Connection final : public ConnectionHandler, private InvocationWaiter {
+class Http1Connection final : public ConnectionHandler {
  public:
   explicit Http1Connection(LoopEdge& edge) : edge_(edge) {}
   ~Http1Connection() override {
-    if (pending_) edge_.abandon(pending_);
+    if (rs_ && rs_->pending) edge_.abandon(std::exchange(rs_->pending, nullptr));
     release_state();
+  }
+
+  // A waiting flare has answered the ready request (through RequestState,
+  // so that idle connections carry no waiter).
+  void waiting_done() {
+    state_ = State::ready;
+    conn_->want_write();
   }
 
   void on_open(Connection& conn) override {
@@ -272,13 +281,8 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
   }
 
  private:
-  // waiting: a flare that may_wait() has not answered yet (pending_).
+  // waiting: a flare that waits has not answered yet (rs_->pending).
   enum class State { reading, ready, waiting, failed, done };
-
-  void invocation_done() override {
-    state_ = State::ready;
-    conn_->want_write();
-  }
 
   // The request state, borrowed from the loop while a request is in progress.
   void acquire_state() {
@@ -371,8 +375,8 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
   // Answers the ready request into `out`. False when the connection was
   // handed to another protocol or is closing.
   bool answer(Connection& conn, IoChain& out) {
-    if (pending_) {  // a waiting flare has answered
-      Invocation* inv = std::exchange(pending_, nullptr);
+    if (rs_->pending) {  // a waiting flare has answered
+      Invocation* inv = std::exchange(rs_->pending, nullptr);
       return write_answer(conn, out, LoopEdge::response(*inv), LoopEdge::flare_name(*inv), inv);
     }
     StoredRequest& request = rs_->request;
@@ -387,14 +391,14 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
 
     Request req = request.view();
     if (route && LoopEdge::waits(*route)) {
-      Invocation* inv = edge_.start(*route, req, *this);
+      Invocation* inv = edge_.start(*route, req, *rs_);
       if (!inv) {
         Response busy(edge_.scratch());
         edge_.busy_response(busy);
         return write_answer(conn, out, busy, route->flare_name, nullptr);
       }
       if (!LoopEdge::done(*inv)) {
-        pending_ = inv;
+        rs_->pending = inv;
         state_ = State::waiting;  // invocation_done() brings it back
         return false;
       }
@@ -526,7 +530,6 @@ class Http1Connection final : public ConnectionHandler, private InvocationWaiter
   enum class Upgrade { none, websocket, h2c };
 
   LoopEdge& edge_;
-  Invocation* pending_ = nullptr;  // a waiting flare's invocation (State::waiting)
   Connection* conn_ = nullptr;
   std::unique_ptr<RequestState> rs_;  // while a request is in progress
   std::string_view scheme_ = "http";
@@ -558,6 +561,10 @@ http1::Action RequestState::on_body(const Bytes& chunk) {
 }
 http1::Action RequestState::on_complete() {
   return owner->on_complete();
+}
+
+void RequestState::invocation_done() {
+  owner->waiting_done();
 }
 
 }  // namespace
