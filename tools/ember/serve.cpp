@@ -23,8 +23,10 @@ host and path prefix. Without --config it serves the bundled example flares on
   /chat   chat     WebSocket chat room (per path)
 
 options:
-  --config FILE       YAML config: listeners, TLS, loops, routes, limits, wasm (docs/serve.md);
-                      a route with `wasm: FILE.wasm` serves a flaron/v1 WebAssembly flare
+  --config FILE       YAML config: listeners, TLS, loops, routes, limits, wasm, beam, admin
+                      (docs/serve.md); a route with `wasm: FILE.wasm` serves a flaron/v1
+                      WebAssembly flare, one with `origin: URL` forwards passthrough/transform;
+                      `admin: {token: ...}` turns on the deploy API (`ember flare --help`)
   --listen HOST:PORT  replace the listeners with one plain listener
   --loops N           event loops (0: one per CPU this process may use)
   --check             load and validate the config, print the routes, exit
