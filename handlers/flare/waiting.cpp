@@ -125,6 +125,7 @@ struct Invocation final : Fetcher, http1::ClientHandler {
   FetchResponse answer;
   std::optional<Error> failure;
   uint64_t max_response = 0;
+  const char* max_name = "";  // the knob behind max_response, for messages
   struct WakeItem : MailboxItem {
     Invocation* inv = nullptr;
   } wake_item;
@@ -144,7 +145,8 @@ struct Invocation final : Fetcher, http1::ClientHandler {
 
   Result<FetchResponse> fetch(const FetchRequest& request) override;
   // Sends `cr` on `client` and waits (on the fiber) for the whole answer.
-  Result<FetchResponse> exchange(http1::Client& client, http1::ClientRequest cr, uint64_t max);
+  Result<FetchResponse> exchange(http1::Client& client, http1::ClientRequest cr, uint64_t max,
+                                 const char* max_name);
   // Action::passthrough / transform: the request to the route's origin.
   void proxy(Action action);
 
@@ -160,14 +162,14 @@ struct Invocation final : Fetcher, http1::ClientHandler {
     if (head.has_body && head.content_length && *head.content_length > max_response) {
       failure =
           Error("the answer's body (" + std::to_string(*head.content_length) +
-                " bytes) is larger than beam.max_response (" + std::to_string(max_response) + ")");
+                " bytes) is larger than " + max_name + " (" + std::to_string(max_response) + ")");
       handle.cancel();
       wake();
     }
   }
   http1::Action on_body(const Bytes& chunk) override {
     if (answer.body.size() + chunk.size() > max_response) {
-      failure = Error("the answer's body is larger than beam.max_response (" +
+      failure = Error(std::string("the answer's body is larger than ") + max_name + " (" +
                       std::to_string(max_response) + " bytes)");
       handle.cancel();
       wake();
@@ -338,16 +340,18 @@ Result<FetchResponse> Invocation::fetch(const FetchRequest& req) {
   cr.url = req.url;
   cr.headers = fields;
   if (!req.body.empty()) cr.body = Bytes::copy(req.body);
-  auto got = exchange(edge.waiting_->client(), std::move(cr), beam.max_response);
+  auto got =
+      exchange(edge.waiting_->client(), std::move(cr), beam.max_response, "beam.max_response");
   if (!got) return refuse(got.error().message);
   return got;
 }
 
 Result<FetchResponse> Invocation::exchange(http1::Client& client, http1::ClientRequest cr,
-                                           uint64_t max) {
+                                           uint64_t max, const char* name) {
   answer = FetchResponse();
   failure.reset();
   max_response = max;
+  max_name = name;
   auto started = client.request(std::move(cr), *this);
   if (!started) return started.error();
   handle = *started;
@@ -380,7 +384,8 @@ void Invocation::proxy(Action action) {
   cr.body = req.body();  // by reference
   Result<FetchResponse> got = Error("the server has stopped");
   if (!edge.waiting_->stopped())
-    got = exchange(edge.waiting_->origin_client(), std::move(cr), limits.max_origin_body);
+    got = exchange(edge.waiting_->origin_client(), std::move(cr), limits.max_origin_body,
+                   "limits.max_origin_body");
   if (!got) {
     EMBER_WARN("ember.flare", "the origin did not answer; 502", {"flare", route.flare_name},
                {"origin", route.origin}, {"error", got.error().message});
