@@ -1,8 +1,11 @@
 #include "ember/config.hpp"
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 namespace ember::config {
 namespace {
@@ -70,6 +73,15 @@ std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
   if (!v || !*v) return std::nullopt;
   return std::string(v);
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error("cannot read " + path + ": " + describe_errno(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return Error("cannot read " + path + ": " + describe_errno(errno));
+  return ss.str();
 }
 
 }  // namespace ember::config

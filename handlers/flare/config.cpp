@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 
 #include "ember/config.hpp"
 #include "ember/flare_server.hpp"
@@ -137,12 +136,9 @@ std::string secret_value(const std::string& o, const YAML::Node& n, const std::s
     if (!v) fail(o, n, "secret '" + what + "' comes from $" + var + ", which is not set");
     return v;
   }
-  std::string path = scalar(o, n["file"], "file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(o, n, "secret '" + what + "': cannot read " + path + ": " + describe_errno(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string v = ss.str();
+  auto text = config::read_file(scalar(o, n["file"], "file"));
+  if (!text) fail(o, n, "secret '" + what + "': " + text.error().message);
+  std::string v = std::move(*text);
   if (!v.empty() && v.back() == '\n') v.pop_back();
   if (!v.empty() && v.back() == '\r') v.pop_back();
   return v;
@@ -435,11 +431,9 @@ Result<ServerConfig> parse_config(std::string_view yaml, std::string_view origin
 }
 
 Result<ServerConfig> load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Error("cannot read config file " + path + ": " + describe_errno(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  auto text = config::read_file(path);
+  if (!text) return Error("config file: " + text.error().message);
+  return parse_config(*text, path);
 }
 
 ServerConfig default_config() {

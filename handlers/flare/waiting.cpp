@@ -28,44 +28,17 @@ constexpr size_t kSpareInvocations = 128;  // per loop, each with a fiber and an
 }  // namespace
 
 bool beam_origin(std::string_view url, std::string* host, uint16_t* port, bool* https) {
-  if (url.starts_with("https://")) {
-    *https = true;
-    url.remove_prefix(8);
-  } else if (url.starts_with("http://")) {
-    *https = false;
-    url.remove_prefix(7);
-  } else {
-    return false;
-  }
-  std::string_view authority = url.substr(0, url.find_first_of("/?#"));
-  if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
-  std::string_view h = authority, p;
-  if (authority.front() == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    h = authority.substr(0, close + 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') return false;
-      p = authority.substr(close + 2);
-    }
-  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
-    h = authority.substr(0, colon);
-    p = authority.substr(colon + 1);
-  }
-  if (h.empty()) return false;
-  unsigned long n = *https ? 443 : 80;
-  if (!p.empty()) {
-    n = 0;
-    for (char c : p) {
-      if (c < '0' || c > '9' || n > 65535) return false;
-      n = n * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (n == 0 || n > 65535) return false;
-  }
-  host->assign(h);
+  http1::ParsedUrl u;  // the client's own reading of the URL
+  if (!http1::parse_url(url, u).empty()) return false;
+  bool v6 = u.host.find(':') != std::string_view::npos;
+  host->clear();
+  if (v6) host->push_back('[');
+  host->append(u.host);
+  if (v6) host->push_back(']');
   for (char& c : *host)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  *port = static_cast<uint16_t>(n);
+  *port = u.port;
+  *https = u.https;
   return true;
 }
 

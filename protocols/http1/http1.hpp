@@ -29,6 +29,19 @@ std::optional<std::string_view> find_field(std::span<const Field> fields,
 // ASCII case-insensitive equality.
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+// An absolute http:// or https:// URL (scheme case-insensitive; no user
+// info; IPv4, a name or a bracketed IPv6 address; a fragment is dropped).
+struct ParsedUrl {
+  bool https = false;
+  std::string_view host;         // brackets stripped
+  std::string_view host_header;  // authority without user info
+  uint16_t port = 0;
+  std::string_view target;  // empty: "/"
+  bool query_only = false;  // target starts with '?': prefix "/"
+};
+// Empty on success, else what is wrong ("invalid port in URL", ...).
+std::string_view parse_url(std::string_view url, ParsedUrl& out);
+
 // RFC 3986 percent-encoding of every byte but the unreserved ones
 // (A-Z a-z 0-9 - . _ ~), and '/' when keep_slash (paths).
 std::string percent_encode(std::string_view in, bool keep_slash = false);

@@ -1,4 +1,6 @@
-// Percent-encoding for URLs and form data.
+// URLs: absolute http(s) URLs as the client reads them, and percent-encoding
+// for paths, queries and form data.
+#include <cctype>
 #include <string>
 #include <string_view>
 
@@ -14,7 +16,83 @@ int unhex(char c) noexcept {
   return -1;
 }
 
+bool host_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+bool target_char(char c) noexcept {
+  auto u = static_cast<unsigned char>(c);
+  return u > 0x20 && u < 0x7f && c != '#';
+}
+
 }  // namespace
+
+std::string_view parse_url(std::string_view url, ParsedUrl& out) {
+  auto starts = [&](std::string_view p) {
+    return url.size() >= p.size() && iequals(url.substr(0, p.size()), p);
+  };
+  size_t at;
+  if (starts("http://")) {
+    at = 7;
+  } else if (starts("https://")) {
+    out.https = true;
+    at = 8;
+  } else {
+    return url.find("://") == std::string_view::npos
+               ? "not an absolute URL"
+               : "unsupported URL scheme (http or https only)";
+  }
+  size_t end = url.find_first_of("/?#", at);
+  if (end == std::string_view::npos) end = url.size();
+  std::string_view auth = url.substr(at, end - at);
+  if (auth.find('@') != std::string_view::npos) return "user info in URL is not supported";
+  std::string_view host, port;
+  if (!auth.empty() && auth[0] == '[') {
+    size_t close = auth.find(']');
+    if (close == std::string_view::npos) return "invalid IPv6 address in URL";
+    host = auth.substr(1, close - 1);
+    for (char c : host)
+      if (!(std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'))
+        return "invalid IPv6 address in URL";
+    std::string_view rest = auth.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') return "invalid host in URL";
+      port = rest.substr(1);
+    }
+  } else {
+    size_t colon = auth.find(':');
+    host = auth.substr(0, colon);
+    if (colon != std::string_view::npos) port = auth.substr(colon + 1);
+    for (char c : host)
+      if (!host_char(c)) return "invalid host in URL";
+  }
+  if (host.empty()) return "no host in URL";
+  out.host = host;
+  out.port = out.https ? 443 : 80;
+  if (!port.empty()) {
+    uint32_t p = 0;
+    if (port.size() > 5) return "invalid port in URL";
+    for (char c : port) {
+      if (c < '0' || c > '9') return "invalid port in URL";
+      p = p * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (p == 0 || p > 65535) return "invalid port in URL";
+    out.port = static_cast<uint16_t>(p);
+  }
+  // The Host field leaves out a default port.
+  out.host_header = (port.empty() || out.port == (out.https ? 443 : 80))
+                        ? auth.substr(0, auth.size() - (port.empty() ? 0 : port.size() + 1))
+                        : auth;
+  std::string_view target = url.substr(end);
+  size_t frag = target.find('#');
+  if (frag != std::string_view::npos) target = target.substr(0, frag);
+  for (char c : target)
+    if (!target_char(c)) return "invalid character in URL path";
+  out.target = target;
+  out.query_only = !target.empty() && target[0] == '?';
+  return {};
+}
 
 std::string percent_encode(std::string_view in, bool keep_slash) {
   std::string out;

@@ -4,14 +4,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/tls.hpp"
+#include "ember/config.hpp"
 #include "ember/reactor.hpp"
 #include "protocols/http1/client.hpp"
 #include "protocols/http1/http1.hpp"
@@ -55,15 +54,6 @@ constexpr int kExitDone = 0, kExitRefused = 1, kExitUsage = 2, kExitUnreachable 
 struct Exit {
   int code;
 };
-
-bool read_whole(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 // A one-loop reactor on a thread of its own, for blocking fetches.
 class AdminClient {
@@ -213,10 +203,12 @@ int flare_command(int argc, char** argv) {
 
   std::string token;
   if (!token_file.empty()) {
-    if (!read_whole(token_file, &token)) {
-      std::fprintf(stderr, "ember flare: cannot read --token-file %s\n", token_file.c_str());
+    auto read = ember::config::read_file(token_file);
+    if (!read) {
+      std::fprintf(stderr, "ember flare: --token-file: %s\n", read.error().message.c_str());
       return kExitUsage;
     }
+    token = std::move(*read);
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r'))
       token.pop_back();
   } else if (const char* t = std::getenv("EMBER_ADMIN_TOKEN")) {
@@ -264,9 +256,9 @@ int flare_command(int argc, char** argv) {
     return kExitDone;
   }
 
-  std::string module;
-  if (!read_whole(positional[2], &module)) {
-    std::fprintf(stderr, "ember flare: cannot read module %s\n", positional[2].c_str());
+  auto module = ember::config::read_file(positional[2]);
+  if (!module) {
+    std::fprintf(stderr, "ember flare: module: %s\n", module.error().message.c_str());
     return kExitUsage;
   }
   std::string query;
@@ -280,7 +272,7 @@ int flare_command(int argc, char** argv) {
     add("secret", s);
   for (const auto& c : capabilities)
     add("capability", c);
-  auto accepted = admin.call("PUT", "/flares/" + name + query, std::move(module));
+  auto accepted = admin.call("PUT", "/flares/" + name + query, std::move(*module));
   uint64_t version = accepted.value("version", 0ull);
   std::printf("accepted %s v%llu (sha256 %s)\n", positional[1].c_str(),
               static_cast<unsigned long long>(version), accepted.value("sha256", "?").c_str());

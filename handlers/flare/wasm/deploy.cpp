@@ -10,13 +10,12 @@
 #include <ctime>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
+#include "ember/config.hpp"
 #include "ember/log.hpp"
 #include "handlers/flare/wasm/host.hpp"
 #include "protocols/http1/http1.hpp"
@@ -149,14 +148,6 @@ Result<void> write_file(const fs::path& path, std::string_view data) {
     ::close(dir);
   }
   return {};
-}
-
-Result<std::string> read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error("cannot read " + path.string() + ": " + describe_errno(-errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 class AdminFlare;
@@ -538,13 +529,13 @@ void Deployer::Impl::restore() {
     job.name = name;
     std::string problem;
     try {
-      auto text = read_file(meta_path);
+      auto text = config::read_file(meta_path.string());
       if (!text) throw std::runtime_error(text.error().message);
       json meta = json::parse(*text);
       std::string module_file = meta.at("module").get<std::string>();
       if (module_file.find('/') != std::string::npos || !module_file.ends_with(".wasm"))
         throw std::runtime_error("bad module file name '" + module_file + "'");
-      auto module = read_file(meta_path.parent_path() / module_file);
+      auto module = config::read_file((meta_path.parent_path() / module_file).string());
       if (!module) throw std::runtime_error(module.error().message);
       job.spec.host = meta.at("host").get<std::string>();
       job.spec.path = meta.at("path").get<std::string>();

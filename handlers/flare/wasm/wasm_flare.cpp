@@ -4,11 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 
+#include "ember/config.hpp"
 #include "ember/log.hpp"
 #include "handlers/flare/wasm/host.hpp"
 
@@ -133,11 +132,9 @@ EngineOptions engine_options(const WasmSettings& s) {
 }
 
 Result<std::shared_ptr<Module>> load_module(const std::string& path, const EngineOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error("cannot read Wasm module " + path + ": " + describe_errno(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string bytes = ss.str();
+  auto read = config::read_file(path);
+  if (!read) return Error("Wasm module: " + read.error().message);
+  const std::string& bytes = *read;
   auto module = compile({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, path,
                         options, host_call);
   if (!module) return module.error();
