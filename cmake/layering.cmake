@@ -10,9 +10,10 @@ set(EMBER_LAYER_protocols/grpc "protocols/http2")
 set(EMBER_LAYER_protocols/http1 "")
 set(EMBER_LAYER_protocols/websocket "protocols/http1")
 set(EMBER_LAYER_protocols/amqp "")
+set(EMBER_LAYER_protocols/http "protocols/http1;protocols/http2")
 set(EMBER_LAYER_handlers/flame "protocols/http2;protocols/grpc;protocols/http1;ember/flame")
 set(EMBER_LAYER_handlers/flare
-    "protocols/http1;protocols/http2;protocols/websocket;ember/flare;ember/http_server")
+    "protocols/http1;protocols/http2;protocols/http;protocols/websocket;ember/flare;ember/http_server")
 set(EMBER_LAYER_handlers/queue "protocols/http1;protocols/amqp;ember/queue")
 
 # Public headers that belong to a handler, not to core.
@@ -20,7 +21,7 @@ set(EMBER_HANDLER_HEADERS ember/flame ember/flare ember/queue ember/http_server)
 
 function(ember_check_layering)
   set(units core protocols/http2 protocols/grpc protocols/http1 protocols/websocket
-            protocols/amqp handlers/flame handlers/flare handlers/queue)
+            protocols/amqp protocols/http handlers/flame handlers/flare handlers/queue)
   set(violations "")
   foreach(unit ${units})
     set(allowed ${unit} core ${EMBER_LAYER_${unit}})

@@ -51,6 +51,15 @@ uint64_t number(const std::string& origin, const YAML::Node& node, const std::st
   return v;
 }
 
+HttpProtocol http_protocol(const std::string& origin, const YAML::Node& node,
+                           const std::string& key) {
+  std::string s = scalar(origin, node, key);
+  if (s == "auto") return HttpProtocol::automatic;
+  if (s == "http1") return HttpProtocol::http1;
+  if (s == "h2") return HttpProtocol::h2;
+  fail(origin, node, "'" + key + "' must be auto, http1 or h2");
+}
+
 bool boolean(const std::string& origin, const YAML::Node& node, const std::string& key) {
   std::string s = scalar(origin, node, key);
   if (s == "true" || s == "yes" || s == "on") return true;
@@ -259,7 +268,8 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
   if (const YAML::Node& bm = root["beam"]) {
     check_keys(o, bm,
                {"allow", "connect_timeout", "timeout", "max_response", "max_request",
-                "fetches_per_invocation", "max_connections_per_origin", "max_waiting", "ca_file"},
+                "fetches_per_invocation", "max_connections_per_origin", "max_waiting", "ca_file",
+                "protocol"},
                "beam");
     BeamSettings& b = c.beam;
     if (const YAML::Node& allow = bm["allow"]) {
@@ -277,6 +287,7 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
         b.allow.push_back(host);
       }
     }
+    if (bm["protocol"]) b.protocol = http_protocol(o, bm["protocol"], "protocol");
     if (bm["connect_timeout"])
       b.connect_timeout_ms = duration_ms(o, bm["connect_timeout"], "connect_timeout");
     if (bm["timeout"]) b.timeout_ms = duration_ms(o, bm["timeout"], "timeout");
@@ -353,7 +364,8 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
     if (!root["routes"].IsSequence()) fail(o, root["routes"], "'routes' must be a list");
     for (const YAML::Node& n : root["routes"]) {
       check_keys(o, n,
-                 {"host", "path", "flare", "wasm", "allowed_secrets", "capabilities", "origin"},
+                 {"host", "path", "flare", "wasm", "allowed_secrets", "capabilities", "origin",
+                  "origin_protocol"},
                  "a route");
       RouteConfig r;
       if (n["host"]) r.host = scalar(o, n["host"], "host");
@@ -377,6 +389,10 @@ ServerConfig parse(const YAML::Node& root, const std::string& o) {
                 std::string::npos)
           fail(o, n["origin"],
                "a route's 'origin' is http://HOST[:PORT] or https://HOST[:PORT], without a path");
+      }
+      if (n["origin_protocol"]) {
+        if (!n["origin"]) fail(o, n["origin_protocol"], "'origin_protocol' needs an 'origin'");
+        r.origin_protocol = http_protocol(o, n["origin_protocol"], "origin_protocol");
       }
       for (char& ch : r.host)
         if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);

@@ -53,6 +53,7 @@ struct Shared {
   std::shared_ptr<tls::ClientContext> beam_tls;  // beam.ca_file's; null: the system's
   std::shared_ptr<const Router> router;          // the table each loop starts with
   Rooms rooms;
+  std::shared_ptr<tls::ClientContext> beam_h2_tls = {};  // the same, offering h2 with ALPN
 };
 
 // A WebSocket connection as a room member sees it.

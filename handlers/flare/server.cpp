@@ -46,16 +46,20 @@ Result<void> Server::bind() {
       return Error(s.config.origin + ": route " + r.host + r.path + " names flare '" + r.flare +
                    "', which is not registered (registered: " + known + ")");
     }
-    routes.push_back({r.host, r.path, r.flare, std::move(f), false, r.origin});
+    routes.push_back({r.host, r.path, r.flare, std::move(f), false, r.origin, r.origin_protocol});
   }
   s.router = std::make_shared<const detail::Router>(std::move(routes));
   s.shared = std::make_unique<detail::Shared>(detail::Shared{s.config, nullptr, s.router, {}});
   if (!s.config.beam.ca_file.empty()) {
     tls::ClientConfig tc;
     tc.ca_file = s.config.beam.ca_file;
-    auto ctx = tls::ClientContext::create(std::move(tc));
+    auto ctx = tls::ClientContext::create(tc);
     if (!ctx) return Error(s.config.origin + ": beam.ca_file: " + ctx.error().message);
     s.shared->beam_tls = *ctx;
+    tc.alpn = {"h2", "http/1.1"};  // the same trust, for HTTP/2
+    ctx = tls::ClientContext::create(std::move(tc));
+    if (!ctx) return Error(s.config.origin + ": beam.ca_file: " + ctx.error().message);
+    s.shared->beam_h2_tls = *ctx;
   }
 
   ReactorOptions ro;

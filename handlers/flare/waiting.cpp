@@ -1,6 +1,6 @@
 // Flares that wait: an invocation of a flare whose may_wait() is true runs on
 // a Fiber of its loop, with an arena and a copy of the request of its own.
-// Context::fetch() sends the request through the loop's HTTP/1.1 client and
+// Context::fetch() sends the request through the loop's HTTP client and
 // suspends the fiber; the client's answer is handed back through the loop's
 // mailbox (never from inside the client's callback), the fiber resumes, and
 // once the flare returns its connection hears invocation_done().
@@ -17,7 +17,7 @@
 #include "ember/log.hpp"
 #include "handlers/flare/connections.hpp"
 #include "handlers/flare/edge.hpp"
-#include "protocols/http1/client.hpp"
+#include "protocols/http/client.hpp"
 
 namespace ember::flare::detail {
 
@@ -65,6 +65,18 @@ std::string_view address_only(std::string_view peer) {
   return colon == std::string_view::npos ? peer : peer.substr(0, colon);
 }
 
+http::Protocol client_protocol(HttpProtocol p) {
+  switch (p) {
+    case HttpProtocol::http1:
+      return http::Protocol::http1;
+    case HttpProtocol::h2:
+      return http::Protocol::h2;
+    case HttpProtocol::automatic:
+      break;
+  }
+  return http::Protocol::automatic;
+}
+
 bool hop_by_hop(std::string_view name) {
   return http1::iequals(name, "host") || http1::iequals(name, "content-length") ||
          http1::iequals(name, "transfer-encoding") || http1::iequals(name, "connection") ||
@@ -94,7 +106,7 @@ struct Invocation final : Fetcher, http1::ClientHandler {
 
   // The fetch in flight (its state lives here, not on the fiber's stack).
   bool fetching = false;
-  http1::RequestHandle handle;
+  http::RequestHandle handle;
   FetchResponse answer;
   std::optional<Error> failure;
   uint64_t max_response = 0;
@@ -118,8 +130,8 @@ struct Invocation final : Fetcher, http1::ClientHandler {
 
   Result<FetchResponse> fetch(const FetchRequest& request) override;
   // Sends `cr` on `client` and waits (on the fiber) for the whole answer.
-  Result<FetchResponse> exchange(http1::Client& client, http1::ClientRequest cr, uint64_t max,
-                                 const char* max_name);
+  Result<FetchResponse> exchange(http::Client& client, http1::ClientRequest cr,
+                                 HttpProtocol protocol, uint64_t max, const char* max_name);
   // Action::passthrough / transform: the request to the route's origin.
   void proxy(Action action);
 
@@ -206,34 +218,38 @@ class Waiting {
     if (spare_.size() < kSpareInvocations) spare_.push_back(std::move(owned));
   }
 
-  http1::Client& client() {
+  http::Client& client() {
     if (!client_) {
       const BeamSettings& b = edge_.shared.config.beam;
-      http1::ClientOptions o;
+      http::ClientOptions c;
+      c.h2_tls = edge_.shared.beam_h2_tls;
+      http1::ClientOptions& o = c.http1;
       o.connect_timeout = std::chrono::milliseconds(b.connect_timeout_ms);
       o.response_head_timeout = std::chrono::milliseconds(b.timeout_ms);
       o.request_timeout = std::chrono::milliseconds(b.timeout_ms);
       o.max_response_body_bytes = b.max_response;
       o.max_connections_per_origin = b.max_connections_per_origin;
       o.tls = edge_.shared.beam_tls;
-      client_ = std::make_unique<http1::Client>(edge_.loop, o);
+      client_ = std::make_unique<http::Client>(edge_.loop, std::move(c));
     }
     return *client_;
   }
 
   // Routes' origins (passthrough, transform): the operator's own servers,
   // so no allowlist; their own limits.
-  http1::Client& origin_client() {
+  http::Client& origin_client() {
     if (!origin_client_) {
       const Limits& l = edge_.limits();
-      http1::ClientOptions o;
+      http::ClientOptions c;
+      c.h2_tls = edge_.shared.beam_h2_tls;
+      http1::ClientOptions& o = c.http1;
       o.connect_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
       o.response_head_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
       o.request_timeout = std::chrono::milliseconds(l.origin_timeout_ms);
       o.max_response_body_bytes = l.max_origin_body;
       o.max_connections_per_origin = edge_.shared.config.beam.max_connections_per_origin;
       o.tls = edge_.shared.beam_tls;
-      origin_client_ = std::make_unique<http1::Client>(edge_.loop, o);
+      origin_client_ = std::make_unique<http::Client>(edge_.loop, std::move(c));
     }
     return *origin_client_;
   }
@@ -273,8 +289,8 @@ class Waiting {
   LoopEdge& edge_;
   std::vector<std::unique_ptr<Invocation>> spare_;
   std::unordered_map<Invocation*, std::unique_ptr<Invocation>> live_;
-  std::unique_ptr<http1::Client> client_;
-  std::unique_ptr<http1::Client> origin_client_;
+  std::unique_ptr<http::Client> client_;
+  std::unique_ptr<http::Client> origin_client_;
   bool stopped_ = false;
 };
 
@@ -313,22 +329,26 @@ Result<FetchResponse> Invocation::fetch(const FetchRequest& req) {
   cr.url = req.url;
   cr.headers = fields;
   if (!req.body.empty()) cr.body = Bytes::copy(req.body);
-  auto got =
-      exchange(edge.waiting_->client(), std::move(cr), beam.max_response, "beam.max_response");
+  auto got = exchange(edge.waiting_->client(), std::move(cr), beam.protocol, beam.max_response,
+                      "beam.max_response");
   if (!got) return refuse(got.error().message);
   return got;
 }
 
-Result<FetchResponse> Invocation::exchange(http1::Client& client, http1::ClientRequest cr,
-                                           uint64_t max, const char* name) {
+Result<FetchResponse> Invocation::exchange(http::Client& client, http1::ClientRequest cr,
+                                           HttpProtocol protocol, uint64_t max, const char* name) {
   answer = FetchResponse();
   failure.reset();
   max_response = max;
   max_name = name;
-  auto started = client.request(std::move(cr), *this);
-  if (!started) return started.error();
-  handle = *started;
+  // Set first: a connection that fails at once calls on_error() from request().
   fetching = true;
+  auto started = client.request_as(std::move(cr), *this, client_protocol(protocol));
+  if (!started) {
+    fetching = false;
+    return started.error();
+  }
+  handle = *started;
   fiber->suspend();  // until wake() (or the loop's stop) resumes it
   handle = {};
   if (failure) return *failure;
@@ -357,8 +377,8 @@ void Invocation::proxy(Action action) {
   cr.body = req.body();  // by reference
   Result<FetchResponse> got = Error("the server has stopped");
   if (!edge.waiting_->stopped())
-    got = exchange(edge.waiting_->origin_client(), std::move(cr), limits.max_origin_body,
-                   "limits.max_origin_body");
+    got = exchange(edge.waiting_->origin_client(), std::move(cr), route.origin_protocol,
+                   limits.max_origin_body, "limits.max_origin_body");
   if (!got) {
     EMBER_WARN("ember.flare", "the origin did not answer; 502", {"flare", route.flare_name},
                {"origin", route.origin}, {"error", got.error().message});

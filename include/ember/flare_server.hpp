@@ -35,6 +35,12 @@ struct ListenerConfig {
   bool tls() const noexcept { return !certificates.empty(); }
 };
 
+// How outbound requests (beam fetches, a route's origin) speak HTTP.
+// automatic: HTTP/2 to https:// servers that choose "h2" with ALPN, else
+// HTTP/1.1; http1: HTTP/1.1 only; h2: HTTP/2 only (to http:// servers with
+// prior knowledge). Config values: auto, http1, h2.
+enum class HttpProtocol : uint8_t { automatic, http1, h2 };
+
 struct RouteConfig {
   std::string host = "*";  // "example.com", "*.example.com" or "*"
   std::string path = "/";  // prefix, matched at segment boundaries
@@ -49,6 +55,7 @@ struct RouteConfig {
   // Where Action::passthrough and Action::transform send the request:
   // "http://HOST[:PORT]" or "https://…" (no path; the request's is kept).
   std::string origin = {};
+  HttpProtocol origin_protocol = HttpProtocol::automatic;
 };
 
 // `wasm:` in the config: the engine behind routes with `wasm: FILE`.
@@ -98,6 +105,7 @@ struct BeamSettings {
   // its request); past it, requests to flares that wait are answered 503.
   size_t max_waiting = 1024;
   std::string ca_file;  // trusted CAs for https://; empty: the system's
+  HttpProtocol protocol = HttpProtocol::automatic;
 };
 
 // `admin:` in the config: the API that deploys, replaces and removes Wasm
@@ -162,6 +170,7 @@ struct LiveRoute {
   std::shared_ptr<Flare> flare;
   bool first = false;       // matched before every other route (the admin API)
   std::string origin = {};  // RouteConfig::origin
+  HttpProtocol origin_protocol = HttpProtocol::automatic;
 };
 
 class Server {

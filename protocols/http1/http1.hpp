@@ -51,7 +51,8 @@ bool form_decode(std::string_view in, std::string* out);
 
 // HTTP/1.x minor versions above 1 (HTTP/1.2 ...) are read as 1.1, as RFC 9110
 // section 2.5 asks; other major versions are refused.
-enum class Version : uint8_t { http1_0, http1_1 };
+// http2: a response the HTTP client (protocols/http) received over HTTP/2.
+enum class Version : uint8_t { http1_0, http1_1, http2 };
 
 enum class Method : uint8_t {
   other,

@@ -466,6 +466,9 @@ int Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* u
         }
       }
       break;
+    case NGHTTP2_GOAWAY:
+      self->peer_goaway_ = true;
+      break;
     case NGHTTP2_DATA:
       self->data_left_ = 0;
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) self->handler_.on_remote_end(id);

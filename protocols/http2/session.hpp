@@ -197,6 +197,9 @@ class Session {
   void* stream_data(int32_t stream_id) const noexcept;
   void set_stream_data(int32_t stream_id, void* data) noexcept;
   uint32_t peer_max_frame_size() const noexcept;
+  // The peer sent GOAWAY: it takes no new streams (client: open another
+  // connection for new requests).
+  bool peer_goaway() const noexcept { return peer_goaway_; }
   // True once the session ended the connection with ENHANCE_YOUR_CALM.
   bool calmed() const noexcept { return !calm_reason_.empty(); }
   // Server: streams the peer reset before their answer was complete, and
@@ -259,6 +262,7 @@ class Session {
   uint32_t continuations_ = 0;
   uint64_t encoded_block_bytes_ = 0;
 
+  bool peer_goaway_ = false;
   uint64_t unanswered_resets_ = 0;
   uint64_t completed_ = 0;
   std::string calm_reason_;

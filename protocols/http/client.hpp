@@ -1,0 +1,93 @@
+// The HTTP client of a loop: HTTP/2 where the origin offers it, HTTP/1.1
+// otherwise, behind the HTTP/1.1 client's request and handler types.
+//
+// Protocol::automatic (the default) offers "h2" and "http/1.1" with ALPN to
+// https:// origins. An origin that chooses HTTP/1.1 is remembered and gets
+// HTTP/1.1 from then on; the requests that found out are sent again over
+// HTTP/1.1 (nothing of them had been sent). Origins that chose h2 share one
+// multiplexed connection. http:// stays HTTP/1.1 unless Protocol::h2 (prior
+// knowledge, RFC 9113 §3.3). Protocol::http1 never speaks HTTP/2.
+//
+// ResponseHead::version tells which protocol answered (Version::http2).
+// Errors and threading are those of http1::Client and H2Client.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "protocols/http/h2_client.hpp"
+#include "protocols/http1/client.hpp"
+
+namespace ember::http {
+
+enum class Protocol : uint8_t { automatic, http1, h2 };
+
+struct ClientOptions {
+  // Timeouts, size limits and the pool of HTTP/1.1 connections per origin;
+  // HTTP/2 uses the same timeouts and limits. `http1.tls` is the context for
+  // HTTP/1.1 over TLS.
+  http1::ClientOptions http1;
+  Protocol protocol = Protocol::automatic;
+  // For HTTP/2 over TLS: must offer "h2" (and "http/1.1", for automatic).
+  // nullptr: one is made with the system's trust store.
+  std::shared_ptr<tls::ClientContext> h2_tls;
+};
+
+class Client;
+
+class RequestHandle {
+ public:
+  RequestHandle() = default;
+  void cancel() noexcept;
+  void pause_response() noexcept;
+  void resume_response() noexcept;
+  void resume_upload() noexcept;
+  bool active() const noexcept;
+
+ private:
+  friend class Client;
+  http1::RequestHandle h1_;
+  H2RequestHandle h2_;
+  Client* client_ = nullptr;
+  uint64_t probe_ = 0;  // a request still finding out its origin's protocol
+};
+
+class Client {
+ public:
+  using Options = ClientOptions;
+
+  Client(Loop& loop, Options options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // As http1::Client::request(), with Options::protocol or `protocol`.
+  Result<RequestHandle> request(http1::ClientRequest request, http1::ClientHandler& handler) {
+    return request_as(std::move(request), handler, options_.protocol);
+  }
+  Result<RequestHandle> request_as(http1::ClientRequest request, http1::ClientHandler& handler,
+                                   Protocol protocol);
+
+  Loop& loop() const noexcept { return loop_; }
+  // Connections open or opening, both protocols (for tests, metrics).
+  size_t connections() const noexcept;
+
+ private:
+  friend class RequestHandle;
+  struct Probe;
+  Probe* probe(uint64_t id) const noexcept;
+  void probe_ended(Probe* p) noexcept;
+
+  Loop& loop_;
+  Options options_;
+  http1::Client h1_;
+  H2Client h2_;
+  // https:// origins ("host:port") by what they chose.
+  std::unordered_set<std::string> h1_origins_, h2_origins_;
+  std::unordered_map<uint64_t, std::unique_ptr<Probe>> probes_;
+  uint64_t next_probe_ = 1;
+};
+
+}  // namespace ember::http
