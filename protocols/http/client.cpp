@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <utility>
-#include <vector>
 
 namespace ember::http {
 
@@ -22,26 +21,34 @@ H2ClientOptions h2_options(const ClientOptions& o) {
 
 }  // namespace
 
-// A request to an https:// origin whose protocol is not known yet: sent as
+// A request to an https:// origin not known to speak only HTTP/1.1: sent as
 // HTTP/2, and again as HTTP/1.1 when the origin's ALPN says so. It keeps the
-// request for that, and stands between the inner client and the caller.
-struct Client::Probe final : http1::ClientHandler {
+// request for that and stands between the inner client and the caller.
+// Recycled: the strings keep their capacity.
+struct RequestHandle::Probe final : http1::ClientHandler {
   Client* client = nullptr;
-  uint64_t id = 0;
+  uint64_t gen = 0;
+  bool live = false;
+  Probe* next = nullptr;  // free list
   http1::ClientHandler* user = nullptr;
   std::string key;  // host:port
   std::string method, url;
-  std::vector<std::pair<std::string, std::string>> fields;
+  std::string field_store;          // names and values, back to back
+  std::vector<uint32_t> field_pos;  // name off, name len, value off, value len
+  std::vector<http1::Field> views;
   Bytes body;
   http1::BodySource source;
   H2RequestHandle h2;
   http1::RequestHandle h1;
   bool on_h1 = false;
+  bool paused = false;
 
-  http1::ClientRequest rebuild(std::vector<http1::Field>& views) {
+  http1::ClientRequest rebuild() {
     views.clear();
-    for (const auto& [n, v] : fields)
-      views.push_back({n, v});
+    std::string_view store = field_store;
+    for (size_t i = 0; i + 3 < field_pos.size(); i += 4)
+      views.push_back({store.substr(field_pos[i], field_pos[i + 1]),
+                       store.substr(field_pos[i + 2], field_pos[i + 3])});
     http1::ClientRequest q;
     q.method = method;
     q.url = url;
@@ -56,14 +63,15 @@ struct Client::Probe final : http1::ClientHandler {
     return q;
   }
 
-  void on_head(const http1::ResponseHead& head) override {
-    if (!on_h1) client->h2_origins_.insert(key);
-    user->on_head(head);
+  void on_head(const http1::ResponseHead& head) override { user->on_head(head); }
+  http1::Action on_body(const Bytes& chunk) override {
+    http1::Action a = user->on_body(chunk);
+    if (a == http1::Action::pause) paused = true;
+    return a;
   }
-  http1::Action on_body(const Bytes& chunk) override { return user->on_body(chunk); }
   void on_complete() override {
     http1::ClientHandler* u = user;
-    client->probe_ended(this);
+    client->recycle(this);  // may be taken again from u's callback: touch nothing after
     u->on_complete();
   }
   void on_error(const Error& error) override {
@@ -71,19 +79,19 @@ struct Client::Probe final : http1::ClientHandler {
         (!source.pull || !source.rewind || source.rewind())) {
       client->h1_origins_.insert(key);
       on_h1 = true;
-      std::vector<http1::Field> views;
-      auto again = client->h1_.request(rebuild(views), *this);
+      auto again = client->h1_.request(rebuild(), *this);
       if (again) {
         h1 = *again;
+        if (paused) h1.pause_response();
         return;
       }
       http1::ClientHandler* u = user;
       Error e = again.error();
-      client->probe_ended(this);
+      client->recycle(this);
       return u->on_error(e);
     }
     http1::ClientHandler* u = user;
-    client->probe_ended(this);
+    client->recycle(this);
     u->on_error(error);
   }
 };
@@ -100,109 +108,131 @@ size_t Client::connections() const noexcept {
   return h1_.connections() + h2_.connections();
 }
 
-Client::Probe* Client::probe(uint64_t id) const noexcept {
-  auto it = probes_.find(id);
-  return it == probes_.end() ? nullptr : it->second.get();
+Client::Probe* Client::take_probe() {
+  Probe* p = free_probes_;
+  if (p) {
+    free_probes_ = p->next;
+  } else {
+    probes_.push_back(std::make_unique<Probe>());
+    p = probes_.back().get();
+    p->client = this;
+  }
+  p->gen = next_gen_++;
+  p->live = true;
+  p->on_h1 = p->paused = false;
+  p->h1 = {};
+  p->h2 = {};
+  return p;
 }
 
-void Client::probe_ended(Probe* p) noexcept {
-  // Freed after the callback that ended it has returned to the inner client.
-  struct Item : MailboxItem {
-    std::unique_ptr<Probe> probe;
-  };
-  auto it = probes_.find(p->id);
-  if (it == probes_.end()) return;
-  auto item = std::make_unique<Item>();
-  item->probe = std::move(it->second);
-  probes_.erase(it);
-  item->run = [](MailboxItem* self, Loop*) { delete static_cast<Item*>(self); };
-  loop_.post(item.release());
+void Client::recycle(Probe* p) noexcept {
+  p->live = false;
+  p->user = nullptr;
+  p->body = {};
+  p->source = {};
+  p->next = free_probes_;
+  free_probes_ = p;
 }
 
 Result<RequestHandle> Client::request_as(http1::ClientRequest q, http1::ClientHandler& handler,
                                          Protocol mode) {
   RequestHandle h;
-  h.client_ = this;
   http1::ParsedUrl u;
   bool parsed = http1::parse_url(q.url, u).empty();
-  if (mode == Protocol::http1 || !parsed || (mode == Protocol::automatic && !u.https)) {
-    auto r = h1_.request(std::move(q), handler);  // also reports what is wrong with the URL
-    if (!r) return r.error();
-    h.h1_ = *r;
-    return h;
-  }
-  std::string key(u.host);
-  key.push_back(':');
-  key.append(std::to_string(u.port));
-  if (mode == Protocol::automatic && h1_origins_.contains(key)) {
-    auto r = h1_.request(std::move(q), handler);
-    if (!r) return r.error();
-    h.h1_ = *r;
-    return h;
-  }
-  if (mode == Protocol::h2 || h2_origins_.contains(key)) {
+  if (mode == Protocol::h2 && parsed) {
     auto r = h2_.request(std::move(q), handler);
     if (!r) return r.error();
     h.h2_ = *r;
     return h;
   }
-  auto owned = std::make_unique<Probe>();
-  Probe* p = owned.get();
-  p->client = this;
-  p->id = next_probe_++;
+  std::string key;
+  if (parsed && u.https && mode == Protocol::automatic) {
+    key.assign(u.host);
+    key.push_back(':');
+    key.append(std::to_string(u.port));
+  }
+  if (key.empty() || h1_origins_.contains(key)) {
+    auto r = h1_.request(std::move(q), handler);  // also says what is wrong with a URL
+    if (!r) return r.error();
+    h.h1_ = *r;
+    return h;
+  }
+  Probe* p = take_probe();
   p->user = &handler;
   p->key = std::move(key);
   p->method.assign(q.method);
   p->url.assign(q.url);
-  for (const http1::Field& f : q.headers)
-    p->fields.emplace_back(std::string(f.name), std::string(f.value));
+  p->field_store.clear();
+  p->field_pos.clear();
+  for (const http1::Field& f : q.headers) {
+    p->field_pos.push_back(static_cast<uint32_t>(p->field_store.size()));
+    p->field_pos.push_back(static_cast<uint32_t>(f.name.size()));
+    p->field_store.append(f.name);
+    p->field_pos.push_back(static_cast<uint32_t>(p->field_store.size()));
+    p->field_pos.push_back(static_cast<uint32_t>(f.value.size()));
+    p->field_store.append(f.value);
+  }
   p->body = std::move(q.body);
   p->source = std::move(q.source);
-  probes_.emplace(p->id, std::move(owned));
-  std::vector<http1::Field> views;
-  auto r = h2_.request(p->rebuild(views), *p);
+  uint64_t gen = p->gen;
+  auto r = h2_.request(p->rebuild(), *p);
   if (!r) {
-    probes_.erase(p->id);
+    recycle(p);
     return r.error();
   }
-  if (probe(h.probe_ = p->id)) p->h2 = *r;
+  h.probe_ = p;
+  h.gen_ = gen;
+  if (p->live && p->gen == gen) p->h2 = *r;  // else it ended at once (a failed connect)
   return h;
+}
+
+RequestHandle::Probe* RequestHandle::live_probe() const noexcept {
+  return probe_ && probe_->live && probe_->gen == gen_ ? probe_ : nullptr;
 }
 
 void RequestHandle::cancel() noexcept {
   if (!probe_) {
     h1_.cancel();
     h2_.cancel();
-    return;
-  }
-  if (Client::Probe* p = client_ ? client_->probe(probe_) : nullptr) {
+  } else if (Probe* p = live_probe()) {
     p->h1.cancel();
     p->h2.cancel();
-    client_->probe_ended(p);
+    p->client->recycle(p);
   }
 }
 
 void RequestHandle::pause_response() noexcept {
-  Client::Probe* p = probe_ && client_ ? client_->probe(probe_) : nullptr;
-  (p ? p->h1 : h1_).pause_response();
-  (p ? p->h2 : h2_).pause_response();
+  if (!probe_) {
+    h1_.pause_response();
+    h2_.pause_response();
+  } else if (Probe* p = live_probe()) {
+    p->paused = true;
+    (p->on_h1 ? static_cast<void>(p->h1.pause_response()) : p->h2.pause_response());
+  }
 }
 
 void RequestHandle::resume_response() noexcept {
-  Client::Probe* p = probe_ && client_ ? client_->probe(probe_) : nullptr;
-  (p ? p->h1 : h1_).resume_response();
-  (p ? p->h2 : h2_).resume_response();
+  if (!probe_) {
+    h1_.resume_response();
+    h2_.resume_response();
+  } else if (Probe* p = live_probe()) {
+    p->paused = false;
+    (p->on_h1 ? static_cast<void>(p->h1.resume_response()) : p->h2.resume_response());
+  }
 }
 
 void RequestHandle::resume_upload() noexcept {
-  Client::Probe* p = probe_ && client_ ? client_->probe(probe_) : nullptr;
-  (p ? p->h1 : h1_).resume_upload();
-  (p ? p->h2 : h2_).resume_upload();
+  if (!probe_) {
+    h1_.resume_upload();
+    h2_.resume_upload();
+  } else if (Probe* p = live_probe()) {
+    (p->on_h1 ? static_cast<void>(p->h1.resume_upload()) : p->h2.resume_upload());
+  }
 }
 
 bool RequestHandle::active() const noexcept {
   if (!probe_) return h1_.active() || h2_.active();
-  return client_ && client_->probe(probe_) != nullptr;
+  return live_probe() != nullptr;
 }
 
 }  // namespace ember::http

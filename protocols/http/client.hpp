@@ -4,7 +4,9 @@
 // Protocol::automatic (the default) offers "h2" and "http/1.1" with ALPN to
 // https:// origins. An origin that chooses HTTP/1.1 is remembered and gets
 // HTTP/1.1 from then on; the requests that found out are sent again over
-// HTTP/1.1 (nothing of them had been sent). Origins that chose h2 share one
+// HTTP/1.1 (nothing of them had been sent), which is why each request to an
+// origin not known as HTTP/1.1 keeps its fields (in a recycled record; the
+// body by reference) until it ends. Origins that chose h2 share one
 // multiplexed connection. http:// stays HTTP/1.1 unless Protocol::h2 (prior
 // knowledge, RFC 9113 §3.3). Protocol::http1 never speaks HTTP/2.
 //
@@ -14,8 +16,8 @@
 
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "protocols/http/h2_client.hpp"
 #include "protocols/http1/client.hpp"
@@ -48,10 +50,12 @@ class RequestHandle {
 
  private:
   friend class Client;
+  struct Probe;
+  Probe* live_probe() const noexcept;
   http1::RequestHandle h1_;
   H2RequestHandle h2_;
-  Client* client_ = nullptr;
-  uint64_t probe_ = 0;  // a request still finding out its origin's protocol
+  Probe* probe_ = nullptr;  // automatic: the request that may go again over HTTP/1.1
+  uint64_t gen_ = 0;
 };
 
 class Client {
@@ -76,18 +80,19 @@ class Client {
 
  private:
   friend class RequestHandle;
-  struct Probe;
-  Probe* probe(uint64_t id) const noexcept;
-  void probe_ended(Probe* p) noexcept;
+  using Probe = RequestHandle::Probe;
+  Probe* take_probe();
+  void recycle(Probe* p) noexcept;
 
   Loop& loop_;
   Options options_;
   http1::Client h1_;
   H2Client h2_;
-  // https:// origins ("host:port") by what they chose.
-  std::unordered_set<std::string> h1_origins_, h2_origins_;
-  std::unordered_map<uint64_t, std::unique_ptr<Probe>> probes_;
-  uint64_t next_probe_ = 1;
+  // https:// origins ("host:port") that chose HTTP/1.1.
+  std::unordered_set<std::string> h1_origins_;
+  std::vector<std::unique_ptr<Probe>> probes_;  // every one made; free ones listed
+  Probe* free_probes_ = nullptr;
+  uint64_t next_gen_ = 1;
 };
 
 }  // namespace ember::http

@@ -48,6 +48,8 @@ struct H2RequestHandle::Req {
   http2::Body h2body;
   uint8_t retries = 0;  // after REFUSED_STREAM
   bool head_method = false;
+  bool reset_here = false;    // nghttp2 reset the stream: the response broke the rules
+  bool sent_headers = false;  // set when its connection closes (see pipe_closed)
 
   // The response.
   int status = 0;
@@ -107,6 +109,13 @@ struct H2Client::Pipe final : http2::SessionHandler {
     --streams;
     if (streams == 0) went_quiet();
   }
+  // Requests still waiting for their answer (not those complete but held
+  // for a paused consumer).
+  bool unfinished() const noexcept {
+    for (Req* r = head; r; r = r->next)
+      if (!r->ended) return true;
+    return false;
+  }
   void want_write() noexcept;
   void went_quiet() noexcept;
   void pause_reading(bool on) noexcept;
@@ -156,6 +165,11 @@ struct H2Client::Pipe final : http2::SessionHandler {
   void on_remote_end(int32_t stream) override;
   void on_stream_close(int32_t stream, uint32_t error_code) override;
   void on_body_end(int32_t) override {}
+  void on_reset_sent(int32_t stream, uint32_t) override {
+    // Ours go out after the request was released; a live one is nghttp2's
+    // verdict on the server's frames for this stream.
+    if (Req* r = req(stream)) r->reset_here = true;
+  }
   void on_body_drained(int32_t stream) override;
 };
 
@@ -180,6 +194,7 @@ class H2Client::Link final : public ConnectionHandler {
       return conn.abort();
     }
     pipe_->open = true;
+    if (pipe_->paused > 0) conn.pause_reading();  // a consumer paused while we connected
     conn.want_write();
   }
   void on_data(Connection& conn, const Bytes& data) override {
@@ -200,7 +215,7 @@ class H2Client::Link final : public ConnectionHandler {
       failure_ = r.error().message;
       code_ = -EPROTO;
     }
-    if (failure_.empty() && !pipe_->session.alive() && pipe_->streams > 0) {
+    if (failure_.empty() && !pipe_->session.alive() && pipe_->unfinished()) {
       // nghttp2 ended the session itself (GOAWAY with an error code): the
       // server's frames broke the protocol (a frame over our size, ...).
       failure_ = "HTTP/2 protocol error: the server's frames broke the protocol";
@@ -306,12 +321,12 @@ void H2Client::Pipe::on_data(int32_t stream, const Bytes& chunk) {
                        "response body over the limit of " +
                            std::to_string(client.options_.max_response_body_bytes) + " bytes",
                        -EMSGSIZE);
-  client.loop_.arm(r->progress,
-                   static_cast<uint64_t>(client.options_.response_head_timeout.count()));
-  if (r->paused) {
+  if (r->paused) {  // held; the silence timer waits for the resume
     r->held.push_back(chunk);
     return;
   }
+  client.loop_.arm(r->progress,
+                   static_cast<uint64_t>(client.options_.response_head_timeout.count()));
   uint64_t gen = r->gen;
   if (r->handler->on_body(chunk) == http1::Action::pause && r->live && r->gen == gen)
     client.pause(r);
@@ -323,7 +338,10 @@ void H2Client::Pipe::on_remote_end(int32_t stream) {
   if (!r->head_done)
     return client.fail(r, "the server ended the stream without a response", -EPROTO);
   r->ended = true;
-  if (r->paused) return;  // resume() completes it
+  if (r->paused) {  // resume() completes it; nothing more to wait for
+    client.loop_.cancel(r->progress);
+    return;
+  }
   client.complete(r);
 }
 
@@ -345,6 +363,12 @@ void H2Client::Pipe::on_stream_close(int32_t stream, uint32_t error_code) {
     r->sent = 0;
     return client.submit(r);
   }
+  if (r->reset_here)
+    return client.fail(r,
+                       std::string("invalid response (the stream was reset: ") +
+                           nghttp2_http2_strerror(error_code) +
+                           "): its frames or fields break HTTP/2's rules",
+                       -EPROTO);
   client.fail(
       r,
       error_code == NGHTTP2_NO_ERROR
@@ -499,7 +523,7 @@ H2RequestHandle::Req* H2Client::take_req() {
   r->stream = 0;
   r->sent = 0;
   r->retries = 0;
-  r->head_done = r->paused = r->ended = false;
+  r->head_done = r->paused = r->ended = r->reset_here = r->sent_headers = false;
   r->status = 0;
   r->received = 0;
   return r;
@@ -513,6 +537,7 @@ void H2Client::release(Req* r) noexcept {
   r->body = {};
   r->source = {};
   r->h2body.clear();
+  r->h2body.open = false;
   r->held.clear();
   if (r->session_pipe) {
     r->zombie = true;  // recycled when its stream closes
@@ -528,6 +553,12 @@ void H2Client::recycle(Req* r) noexcept {
 }
 
 void H2Client::complete(Req* r) {
+  // The answer came before our body was all sent (an early 413, 404): stop
+  // sending, or the half-open stream would hold one of the server's slots.
+  if (Pipe* sp = r->session_pipe; sp && sp->session.local_open(r->stream)) {
+    sp->session.submit_rst_stream(r->stream, NGHTTP2_NO_ERROR);
+    sp->want_write();
+  }
   if (Pipe* p = r->pipe) p->remove(r);
   http1::ClientHandler* h = r->handler;
   release(r);
@@ -612,6 +643,17 @@ void H2Client::submit(Req* r) {
     body = &r->h2body;
   }
   int32_t id = p.session.submit_request(hdrs, body, r);
+  if (id < 0 && p.streams + (p.link ? 1 : 0) > 0 && !fresh_retry_) {
+    // This connection takes no more streams (ids used up, or going away):
+    // it finishes what it has; the request goes to a new one.
+    p.retired = true;
+    if (r->origin->pipe == &p) r->origin->pipe = nullptr;
+    if (p.streams == 0) p.want_write();  // on_writable closes it
+    fresh_retry_ = true;
+    submit(r);
+    fresh_retry_ = false;
+    return;
+  }
   if (id < 0) {
     fail(r, std::string("cannot open a stream: ") + nghttp2_strerror(id), -EIO);
     return;
@@ -649,9 +691,9 @@ void H2Client::cancel(Req* r) noexcept {
 }
 
 void H2Client::pause(Req* r) noexcept {
-  if (r->paused || !r->pipe) return;
-  r->paused = true;
-  if (r->pipe->paused++ == 0) r->pipe->pause_reading(true);
+  if (r->paused) return;
+  r->paused = true;  // also without a connection: held data waits for resume()
+  if (r->pipe && r->pipe->paused++ == 0) r->pipe->pause_reading(true);
   loop_.cancel(r->progress);
 }
 
@@ -681,21 +723,37 @@ void H2Client::pipe_closed(Pipe* p, std::string reason, int code) noexcept {
   p->link = nullptr;
   p->retired = true;
   if (p->origin->pipe == p) p->origin->pipe = nullptr;
-  // The session goes with the pipe: its streams are over.
+  // The session goes with the pipe: its streams are over. nghttp2 opens a
+  // stream only when its HEADERS go out: a live request whose stream it
+  // never opened was not sent.
   for (auto& r : reqs_)
     if (r->session_pipe == p) {
+      if (r->live && p->session.stream_data(r->stream) != nullptr) r->sent_headers = true;
       r->session_pipe = nullptr;
       if (r->zombie) recycle(r.get());
     }
   bool opened = p->open;
-  // Every request on it fails (or, for -EPROTONOSUPPORT, may go elsewhere);
-  // one complete but held for a paused consumer ends when it resumes.
-  while (Req* r = p->head) {
-    if (r->ended) {
-      p->remove(r);
+  // Requests never sent (queued behind the server's stream limit) go again
+  // on a new connection; the rest fail (for -EPROTONOSUPPORT the caller may
+  // go elsewhere); one complete but held for a paused consumer ends when it
+  // resumes.
+  std::vector<std::pair<Req*, uint64_t>> again;  // with its generation: callbacks
+  while (Req* r = p->head) {                     // below may cancel and reuse it
+    p->remove(r);
+    if (r->ended) continue;
+    if (opened && !r->sent_headers && !r->head_done && r->retries < kMaxRetries &&
+        (!r->streaming || r->sent == 0)) {
+      again.emplace_back(r, r->gen);
       continue;
     }
+    r->stream = 0;
     fail(r, opened ? "connection lost: " + reason : reason, code);
+  }
+  for (auto [r, gen] : again) {
+    if (!r->live || r->gen != gen) continue;
+    ++r->retries;
+    r->stream = 0;
+    submit(r);
   }
   for (auto it = pipes_.begin(); it != pipes_.end(); ++it)
     if (it->get() == p) {

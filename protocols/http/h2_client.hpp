@@ -138,6 +138,7 @@ class H2Client {
   std::vector<std::unique_ptr<Pipe>> pipes_;
   Req* free_ = nullptr;
   uint64_t next_gen_ = 1;
+  bool fresh_retry_ = false;  // submit() is retrying on a new connection
 };
 
 }  // namespace ember::http

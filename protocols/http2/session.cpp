@@ -102,6 +102,8 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
   nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &Session::on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, &Session::on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &Session::on_stream_close);
+  if (role == Role::client)
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, &Session::on_frame_sent);
 
   nghttp2_option* opt;
   nghttp2_option_new(&opt);
@@ -322,6 +324,10 @@ bool Session::remote_open(int32_t stream_id) const noexcept {
   return nghttp2_session_get_stream_remote_close(session_, stream_id) == 0;
 }
 
+bool Session::local_open(int32_t stream_id) const noexcept {
+  return nghttp2_session_get_stream_local_close(session_, stream_id) == 0;
+}
+
 void* Session::stream_data(int32_t stream_id) const noexcept {
   return nghttp2_session_get_stream_user_data(session_, stream_id);
 }
@@ -476,6 +482,13 @@ int Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* u
     default:
       break;
   }
+  return 0;
+}
+
+int Session::on_frame_sent(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  if (frame->hd.type == NGHTTP2_RST_STREAM)
+    static_cast<Session*>(ud)->handler_.on_reset_sent(frame->hd.stream_id,
+                                                      frame->rst_stream.error_code);
   return 0;
 }
 

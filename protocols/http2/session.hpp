@@ -137,6 +137,9 @@ class SessionHandler {
   // deals with the stream itself (a server answers 431); false makes the
   // session reset it (RST_STREAM ENHANCE_YOUR_CALM). The connection goes on.
   virtual bool on_header_limit(int32_t /*stream_id*/) { return false; }
+  // Client role: a RST_STREAM went out (ours, or nghttp2's own when the
+  // peer's frames broke HTTP/2 or HTTP semantics on that stream).
+  virtual void on_reset_sent(int32_t /*stream_id*/, uint32_t /*error_code*/) {}
 };
 
 class Session {
@@ -188,6 +191,8 @@ class Session {
 
   // True while the stream exists and the peer has not ended its side.
   bool remote_open(int32_t stream_id) const noexcept;
+  // True while the stream exists and we have not ended our side.
+  bool local_open(int32_t stream_id) const noexcept;
   // When the next input bytes are the rest of an unpadded DATA frame's
   // payload: its stream and how many payload bytes remain. 0 otherwise.
   size_t pending_data(int32_t* stream_id) const noexcept {
@@ -223,6 +228,7 @@ class Session {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t flags,
                        void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
+  static int on_frame_sent(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_data_chunk(nghttp2_session*, uint8_t flags, int32_t stream_id, const uint8_t* data,
                            size_t len, void* self);
   static int on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* self);

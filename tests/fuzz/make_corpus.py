@@ -234,11 +234,37 @@ def grpc_text_seeds():
         write("fuzz_grpc_text", name, text)
 
 
+def h2_client_seeds():
+    # Byte 0 (see fuzz_h2_client.cpp): requests - 1, pause, cancel, write size.
+    ok = [(b":status", b"200"), (b"content-length", b"5")]
+    answer = settings([(0x3, 100)]) + SETTINGS_ACK
+    for stream in (1, 3, 5):
+        answer += headers(stream, ok) + data(stream, b"hello")
+    write("fuzz_h2_client", "three_answers", bytes([0x02]) + answer)
+    write("fuzz_h2_client", "paused_in_pieces", bytes([0x06 | 0x00]) + answer)
+    write("fuzz_h2_client", "cancel_at_head", bytes([0x0a | 0x30]) + answer)
+    interim = settings() + headers(1, [(b":status", b"103"), (b"link", b"</a>")]) + headers(
+        1, [(b":status", b"204")], end_stream=True)
+    write("fuzz_h2_client", "interim_then_204", bytes([0x00]) + interim)
+    trailers = settings() + headers(1, [(b":status", b"200")]) + data(
+        1, b"x" * 100, end_stream=False) + headers(1, [(b"x-t", b"1")], end_stream=True)
+    write("fuzz_h2_client", "trailers", bytes([0x04]) + trailers)
+    goaway = settings() + headers(1, ok) + data(1, b"hello") + frame(
+        0x7, 0, 0, struct.pack(">II", 1, 0))
+    write("fuzz_h2_client", "goaway_refuses", bytes([0x02]) + goaway)
+    refused = settings() + frame(0x3, 0, 1, struct.pack(">I", 7)) + headers(3, ok) + data(
+        3, b"hello")
+    write("fuzz_h2_client", "rst_refused", bytes([0x01]) + refused)
+    big = settings() + headers(1, [(b":status", b"200"), (b"content-length", b"9999")])
+    write("fuzz_h2_client", "over_the_body_limit", bytes([0x00]) + big)
+
+
 if __name__ == "__main__":
     shutil.rmtree(CORPUS, ignore_errors=True)
     grpc_server_seeds()
     message_reader_seeds()
     task_context_seeds()
     grpc_text_seeds()
+    h2_client_seeds()
     for target in sorted(os.listdir(CORPUS)):
         print(target, len(os.listdir(os.path.join(CORPUS, target))), "seeds")
