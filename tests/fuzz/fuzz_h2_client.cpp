@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -150,8 +151,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   });
 
-  int fd = ::accept(s.listener, nullptr, nullptr);
-  if (fd < 0) std::abort();
+  int fd;
+  do {  // libFuzzer's timeout alarm interrupts it now and then
+    fd = ::accept(s.listener, nullptr, nullptr);
+  } while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
+  if (fd < 0) {
+    std::perror("accept");
+    std::abort();
+  }
   // The client's preface (what has arrived), the input's bytes, then FIN:
   // the client reads everything before it sees the end (a close with
   // unread input would send RST, which may discard what was sent).
