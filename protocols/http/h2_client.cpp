@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <optional>
 
 #include "core/tls.hpp"
 #include "ember/log.hpp"
@@ -48,6 +49,8 @@ struct H2RequestHandle::Req {
   http2::Body h2body;
   uint8_t retries = 0;  // after REFUSED_STREAM
   bool head_method = false;
+  std::vector<http2::Header> hdrs;  // built at submit (nghttp2 copies them)
+  char length_text[24];
   bool reset_here = false;    // nghttp2 reset the stream: the response broke the rules
   bool sent_headers = false;  // set when its connection closes (see pipe_closed)
 
@@ -616,19 +619,24 @@ void H2Client::connect(Pipe& p) {
 
 void H2Client::submit(Req* r) {
   Pipe& p = pipe_for(*r->origin);
-  std::vector<http2::Header> hdrs;
-  hdrs.reserve(5 + r->field_pos.size() / 4);
+  // The record's own vector and buffer (capacity kept): no allocation here.
+  std::vector<http2::Header>& hdrs = r->hdrs;
+  hdrs.clear();
   hdrs.push_back({":method", r->method});
   hdrs.push_back({":scheme", r->origin->https ? "https" : "http", true});
   hdrs.push_back({":authority", r->origin->authority});
   hdrs.push_back({":path", r->path});
-  std::string length;
   bool wants_length = r->method == "POST" || r->method == "PUT" || r->method == "PATCH";
-  if (r->streaming && r->source.length)
-    length = std::to_string(*r->source.length);
-  else if (!r->streaming && (!r->body.empty() || wants_length))
-    length = std::to_string(r->body.size());
-  if (!length.empty()) hdrs.push_back({"content-length", length});
+  std::optional<uint64_t> length;
+  if (r->streaming)
+    length = r->source.length;
+  else if (!r->body.empty() || wants_length)
+    length = r->body.size();
+  if (length) {
+    auto [end, ec] = std::to_chars(r->length_text, r->length_text + sizeof r->length_text, *length);
+    (void)ec;
+    hdrs.push_back({"content-length", std::string_view(r->length_text, end - r->length_text)});
+  }
   std::string_view store = r->field_store;
   for (size_t i = 0; i + 3 < r->field_pos.size(); i += 4)
     hdrs.push_back({store.substr(r->field_pos[i], r->field_pos[i + 1]),
