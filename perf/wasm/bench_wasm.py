@@ -14,6 +14,7 @@ every flare; the load generator runs on the other core. Loads:
   spark-set  wrk -t1 -c64, POST a 64-byte value       Wasm spark vs redis-benchmark SET -c 64
   fiber      wrk -t1 -c64, hello on a fiber           Wasm hello vs the same on a fiber
   beam       wrk -t1 -c64, beam_fetch of /hello-native   native hello vs a Wasm fetch of it
+  origin     wrk -t1 -c64, passthrough to the server's own hello   over HTTP/1.1 vs h2c
 Rounds interleave the two sides. Server CPU per request: utime+stime of the
 server's process tree (/proc) over the load generator's run. Then the runaway
 flares: a loop that never calls the host (stopped by fuel) and one that reads
@@ -43,7 +44,7 @@ _spec = importlib.util.spec_from_file_location("bench_edge",
 edge = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(edge)
 
-FLARES = ("hello", "hello_fiber", "beam", "fnv", "spark", "runaway", "runaway_host")
+FLARES = ("hello", "hello_fiber", "beam", "proxy", "fnv", "spark", "runaway", "runaway_host")
 VALUE = b"v" * 64
 FUEL = 200_000_000   # the default budget
 TIMEOUT_MS = 200     # the wall-clock guard, short so the runaway test is quick
@@ -64,6 +65,8 @@ LOADS = {
               [("wasm", "/hello-wasm"), ("fiber", "/hello-fiber")]),
     "beam": ("beam_fetch of the server's own native hello: wrk -t1 -c64", "wrk",
              [("native", "/hello-native"), ("beam", "/beam")]),
+    "origin": ("a route's origin (the server's own native hello) over HTTP/1.1 and h2c: "
+               "wrk -t1 -c64", "wrk-proxy", [("http1", "/origin-h1"), ("h2", "/origin-h2")]),
 }
 TARGETS = [
     ("hello-h1", "rate", ">=", 0.9, "Wasm hello rate >= 0.9x native (HTTP/1.1)"),
@@ -143,6 +146,10 @@ routes:
   - {{host: "*", path: /spark, wasm: {w("spark")}, capabilities: [writes_spark_kv]}}
   - {{host: "*", path: /hello-fiber, wasm: {w("hello_fiber")}, capabilities: [beam]}}
   - {{host: "*", path: /beam, wasm: {w("beam")}, capabilities: [beam]}}
+  - {{host: proxy.test, path: /origin-h1, wasm: {w("proxy")}, origin: "http://127.0.0.1:{port}", origin_protocol: http1}}
+  - {{host: proxy.test, path: /origin-h2, wasm: {w("proxy")}, origin: "http://127.0.0.1:{port}", origin_protocol: h2}}
+  - {{host: "*", path: /origin-h1, flare: hello}}
+  - {{host: "*", path: /origin-h2, flare: hello}}
   - {{host: "*", path: /runaway-host, wasm: {w("runaway_host")}}}
   - {{host: "*", path: /runaway, wasm: {w("runaway")}}}
 """)
@@ -157,6 +164,8 @@ def run_http(runner, tools, a, tool, port, path, srv_pid, tmp):
     if tool.startswith("wrk"):
         cmd = [tools["wrk"], "-t1", "-c64", f"-d{a.seconds}s", "-s",
                tools["wrk_post"] if tool == "wrk-post" else tools["wrk_lua"], url]
+        if tool == "wrk-proxy":  # the proxy routes; the origin's Host reaches hello
+            cmd[1:1] = ["-H", "Host: proxy.test"]
     else:
         cmd = [tools["h2load"], "-t1", "-c16", "-m16", f"--log-file={raw}", "-D",
                f"{a.seconds * 1000}ms", url]
@@ -243,6 +252,12 @@ def check_answers(port):
     status, got = get("/beam")
     if status != 200 or json.loads(got).get("body") != "hello":
         raise edge.HarnessError(f"/beam answered {status} {got[:200]!r}, want hello's envelope")
+    for path in ("/origin-h1", "/origin-h2"):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Host": "proxy.test"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            if (r.status, r.read()) != (200, b"hello"):
+                raise edge.HarnessError(f"{path} through the proxy did not answer hello")
     if get("/spark", VALUE)[0] != 204 or get("/spark") != (200, VALUE):
         raise edge.HarnessError(f"/spark does not store and read back: {get('/spark')}")
 
