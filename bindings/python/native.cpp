@@ -328,7 +328,7 @@ PYBIND11_MODULE(_native, m) {
                        unsigned workers, bool process_on_loop, uint16_t prefetch,
                        bool durable_queues, unsigned max_attempts, std::string dead_letter_queue,
                        std::string temp_dir, double shutdown_timeout, std::string pass_program,
-                       std::string metrics_listen) {
+                       std::string metrics_listen, bool publisher_confirms) {
              ember::queue::MicroserviceOptions o;
              o.workers = workers;
              o.process_on_loop = process_on_loop;
@@ -341,13 +341,15 @@ PYBIND11_MODULE(_native, m) {
                  std::chrono::milliseconds(static_cast<int64_t>(shutdown_timeout * 1000.0));
              o.pass_program = std::move(pass_program);
              o.metrics_listen = std::move(metrics_listen);
+             o.publisher_confirms = publisher_confirms;
              return std::make_unique<NativeMicroservice>(std::move(name), std::move(host),
                                                          std::move(make_runtime), std::move(o));
            }),
            py::arg("name"), py::arg("host"), py::arg("make_runtime"), py::arg("workers"),
            py::arg("process_on_loop"), py::arg("prefetch"), py::arg("durable_queues"),
            py::arg("max_attempts"), py::arg("dead_letter_queue"), py::arg("temp_dir"),
-           py::arg("shutdown_timeout"), py::arg("pass_program"), py::arg("metrics_listen"))
+           py::arg("shutdown_timeout"), py::arg("pass_program"), py::arg("metrics_listen"),
+           py::arg("publisher_confirms"))
       .def("start", &NativeMicroservice::start)
       .def("stop", &NativeMicroservice::stop)
       .def("stats", &NativeMicroservice::stats)

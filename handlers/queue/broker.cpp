@@ -274,8 +274,27 @@ struct Broker::Impl final : amqp::ClientHandler {
   }
 
   void on_writable(IoChain& out) {
+    settle_written();
     flush_acks();
     if (client) (void)client->produce(out);
+  }
+
+  // Without publisher confirms: every publish waiting in the client's output
+  // goes out in this write, so its Confirm says acked now; whatever its
+  // callback sends (the inbound ack) joins the same write, after it.
+  void settle_written() {
+    if (settings.publisher_confirms || !client) return;
+    // Callbacks may publish (push_back): walk by index; those go out too.
+    for (size_t i = 0; i < in_flight_.size(); ++i) {
+      InFlight& f = in_flight_[i];
+      if (f.done) continue;
+      f.done = true;
+      ConfirmFn fn = std::move(f.fn);
+      report(fn, Confirm::Outcome::acked);
+    }
+    while (!in_flight_.empty() && in_flight_.front().done)
+      in_flight_.pop_front();
+    check_close_progress();
   }
 
   // Sends the coalesced ack (see settle), before anything else this
@@ -451,9 +470,11 @@ struct Broker::Impl final : amqp::ClientHandler {
       EMBER_ERROR(kLog, "cannot open the publish channel", {"error", ch.error().describe()});
       return;
     }
-    (void)client->confirm_select(kPublishChannel);
     publish_usable = true;
-    confirm_pending = true;
+    if (settings.publisher_confirms) {
+      (void)client->confirm_select(kPublishChannel);
+      confirm_pending = true;
+    }
     flush_held();
     after_client_call();
   }
@@ -800,7 +821,9 @@ struct Broker::Impl final : amqp::ClientHandler {
   }
 
   void on_confirm(uint16_t channel, uint64_t tag, bool multiple, bool ack) override {
-    if (channel != kPublishChannel) return;
+    // Without confirm.select a broker sends none; one that did could only
+    // name publishes settle_written() has settled already.
+    if (channel != kPublishChannel || !settings.publisher_confirms) return;
     auto finish = [&](InFlight& f) {
       f.done = true;
       ConfirmFn fn = std::move(f.fn);

@@ -130,6 +130,13 @@ struct BrokerSettings {
   std::chrono::milliseconds close_timeout{5'000};
   // Deliveries with larger bodies arrive with body_dropped set.
   uint64_t max_body_size = 128u << 20;
+  // Publisher confirms on the publish channel (confirm.select). Off, a
+  // publish's Confirm says `acked` as soon as it is written to the socket,
+  // in the same write as whatever its callback sends next (an inbound ack):
+  // the reference runtime's behaviour, one broker round trip less per
+  // message, but a publish the broker never got (it died, the connection
+  // dropped with it in the kernel's buffer) is lost without a word.
+  bool publisher_confirms = true;
 };
 
 // A queue to declare (queue.declare) on every connection.

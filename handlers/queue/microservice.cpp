@@ -213,6 +213,7 @@ struct Microservice::Impl {
     broker_settings.prefetch =
         opt.prefetch ? opt.prefetch : static_cast<uint16_t>(std::min(2u * opt.workers, 65535u));
     broker_settings.close_timeout = opt.shutdown_timeout;
+    broker_settings.publisher_confirms = opt.publisher_confirms;
 
     auto ddoc = get(kDbConfigPath);
     if (!ddoc) return ddoc.error();

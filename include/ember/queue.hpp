@@ -97,6 +97,13 @@ struct MicroserviceOptions {
   // persistent, so both survive a broker restart (the reference declares
   // them non-durable; keep false to share queues with it).
   bool durable_queues = false;
+  // Publisher confirms before the inbound ack (see the file comment). Off:
+  // the reference runtime's behaviour — results are acked as soon as they
+  // are written to the broker connection, in the same write as the inbound
+  // ack, which saves a broker round trip per message (prefetch 1 relays run
+  // about twice as fast) but loses the results of requests in flight if the
+  // broker dies or the connection drops with them unsent.
+  bool publisher_confirms = true;
   // Attempts of one request before it is dead-lettered.
   unsigned max_attempts = 5;
   // Where invalid and exhausted requests go; empty: "{name}.dead-letter".

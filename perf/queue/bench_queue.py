@@ -28,22 +28,25 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-# mode -> (prefetch, rival uses confirms, target lines: (metric, op, factor))
+# mode -> (prefetch, rival uses confirms, Ember uses confirms,
+#          target lines: (metric, op, factor))
 MODES = {
-    "p1": (1, False, [("rate", ">=", 1.0)]),
-    "p256c": (256, True, [("rate", ">=", 1.2), ("cpu", "<=", 0.5)]),
-    "py1": (1, False, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
-    "py256": (256, False, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
+    "p1": (1, False, False, [("rate", ">=", 1.0)]),
+    "p1c": (1, False, True, []),
+    "p256c": (256, True, True, [("rate", ">=", 1.2), ("cpu", "<=", 0.5)]),
+    "py1": (1, False, False, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
+    "py256": (256, False, True, [("rate", ">=", 2.0), ("cpu", "<=", 0.5)]),
 }
 MODE_TEXT = {
-    "p1": "prefetch 1 (rival: no confirms; Ember: confirms)",
+    "p1": "prefetch 1 without confirms (both: the reference's behaviour)",
+    "p1c": "prefetch 1, Ember with confirms, the rival without (no target: the guarantee's cost)",
     "p256c": "prefetch 256, confirms before ack (both)",
-    "py1": "prefetch 1 (pika: no confirms; Ember: confirms)",
+    "py1": "prefetch 1 without confirms (both: the reference's behaviour)",
     "py256": "prefetch 256 (pika: no confirms; Ember: confirms)",
 }
 # suite -> (modes, Ember's relay, the rival)
 SUITES = {
-    "c": ("p1,p256c", "ember", "rabbitmq-c"),
+    "c": ("p1,p1c,p256c", "ember", "rabbitmq-c"),
     "python": ("py1,py256", "python-ember", "pika"),
 }
 RELAYS = ("ember", "rabbitmq-c", "python-ember", "pika")
@@ -164,7 +167,7 @@ def main():
             return [sched, "--cpu", cpu, "--"]
 
         def one_run(relay, mode, rnd):
-            prefetch, confirms, _ = MODES[mode]
+            prefetch, confirms, ember_confirms, _ = MODES[mode]
             kind = {"ember": "ember", "python-ember": "pyember"}.get(relay, "c")
             name = f"{tag}-{kind}-{mode}"
             py = "/usr/bin/python3"
@@ -172,9 +175,13 @@ def main():
                 cmd = [ember, name, senv["CONFIG_HOST"], str(prefetch), str(a.workers)]
                 if a.ember_temp_dir:
                     cmd.append(a.ember_temp_dir)
+                if not ember_confirms:
+                    cmd.insert(1, "--no-confirms")
             elif relay == "python-ember":
                 cmd = [py, os.path.join(HERE, "relay_ember.py"), name, senv["CONFIG_HOST"],
                        str(prefetch), str(a.workers)]
+                if not ember_confirms:
+                    cmd.insert(2, "--no-confirms")
             elif relay == "pika":
                 cmd = [py, os.path.join(HERE, "relay_pika.py"), *broker, name + "-in", name + "-out",
                        str(prefetch)]
@@ -260,7 +267,9 @@ def main():
                 lines.append(f"| {m} | n/a | n/a | | n/a |")
                 continue
             rr, cr = e[0] / c[0], e[1] / c[1] if c[1] else float("nan")
-            for metric, op, f in MODES[m][2]:
+            if not MODES[m][3]:
+                lines.append(f"| {m} | {rr:.2f}× | {cr:.2f}× | none | — |")
+            for metric, op, f in MODES[m][3]:
                 v = rr if metric == "rate" else cr
                 ok = v >= f if op == ">=" else v <= f
                 missed += not ok

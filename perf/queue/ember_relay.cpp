@@ -2,8 +2,10 @@
 // with an identity `process` (result = request, case true). Configuration
 // from the config service, secrets from pass, as in production.
 //
-//   ember-queue-relay NAME CONFIG_HOST PREFETCH [WORKERS [TEMP_DIR]]
+//   ember-queue-relay [--no-confirms] NAME CONFIG_HOST PREFETCH [WORKERS [TEMP_DIR]]
 //
+// --no-confirms: MicroserviceOptions::publisher_confirms = false (the
+// reference's settle: results acked as written, with the inbound ack).
 // WORKERS "loop": MicroserviceOptions::process_on_loop (no worker threads).
 // TEMP_DIR: MicroserviceOptions::temp_dir (default $TMPDIR or /tmp); the
 // runtime makes and removes a directory there per request.
@@ -13,15 +15,27 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "ember/queue.hpp"
 
 int main(int argc, char** argv) {
+  ember::queue::MicroserviceOptions opt;
+  std::vector<char*> args{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--no-confirms")
+      opt.publisher_confirms = false;
+    else
+      args.push_back(argv[i]);
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s NAME CONFIG_HOST PREFETCH [WORKERS [TEMP_DIR]]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--no-confirms] NAME CONFIG_HOST PREFETCH [WORKERS [TEMP_DIR]]\n",
+                 argv[0]);
     return 2;
   }
-  ember::queue::MicroserviceOptions opt;
   opt.prefetch = static_cast<uint16_t>(std::atoi(argv[3]));
   std::string workers = argc > 4 ? argv[4] : "1";
   opt.process_on_loop = workers == "loop";

@@ -244,7 +244,8 @@ microservice.start()
     assert code == 0, s.log_text()
 
 
-def test_routes_by_bool_int_and_string_cases(service):
+@pytest.mark.parametrize("confirms", [True, False], ids=["confirms", "reference_settle"])
+def test_routes_by_bool_int_and_string_cases(service, confirms):
     s = service(routes=("true", "false", "1", '"1"', '"true"'))
     s.start(
         """
@@ -256,6 +257,7 @@ def test_routes_by_bool_int_and_string_cases(service):
                          (request + 4000, "nowhere"), (2**64 - 1, "1")])
         """,
         workers=2,
+        publisher_confirms=confirms,
     )
     s.publish(*range(1, 11))
     q = s.queues

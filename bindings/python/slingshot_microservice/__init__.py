@@ -57,6 +57,9 @@ class Microservice:
     - ``shutdown_timeout``: seconds the work in flight gets after SIGTERM/SIGINT.
     - ``pass_program``: the ``pass`` program that resolves secrets.
     - ``metrics_listen``: "host:port" for a Prometheus /metrics endpoint.
+    - ``publisher_confirms``: wait for the broker's confirm of every result before acking its
+      request (default). False is the reference's behaviour: a broker round trip less per
+      message, but results in flight are lost if the broker dies.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Microservice:
         shutdown_timeout: float = 30.0,
         pass_program: str = "pass",
         metrics_listen: Optional[str] = None,
+        publisher_confirms: bool = True,
     ) -> None:
         if not callable(process):
             raise TypeError(f"process must be callable, got {type(process).__name__}")
@@ -99,6 +103,7 @@ class Microservice:
             float(shutdown_timeout),
             pass_program,
             metrics_listen or "",
+            bool(publisher_confirms),
         )
 
     def start(self) -> None:

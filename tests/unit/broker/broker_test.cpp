@@ -233,6 +233,36 @@ TEST_F(BrokerTest, ConfirmsHonourMultipleAndNack) {
   EXPECT_EQ(session_log().back(), "basic.publish 2  q d");
 }
 
+TEST_F(BrokerTest, WithoutConfirmsAPublishIsAckedWhenWrittenAlongWithTheInboundAck) {
+  fake_.auto_confirm = false;
+  BrokerSettings s = settings();
+  s.publisher_confirms = false;
+  start(s);
+  ASSERT_TRUE(wait_loop([&] { return readies_ == 1; }));
+  EXPECT_EQ(session_log().back(), "channel.open 2");  // no confirm.select
+  on_loop([&] { fake_.current()->deliver(1, "in"); });
+  ASSERT_TRUE(wait_loop([&] { return deliveries_.size() == 1; }));
+  Confirms confirms;
+  int reads = on_loop([&] { return fake_.records.back()->reads; });
+  on_loop([&] {
+    auto fn = confirms.fn();
+    broker_->publish("", "out", Bytes::copy(std::string_view("result")), {},
+                     [&, fn](const Confirm& c) {
+                       fn(c);
+                       EXPECT_TRUE(broker_->ack(deliveries_[0].tag));
+                     });
+    EXPECT_TRUE(confirms.seen.empty());  // not before it is written
+  });
+  ASSERT_TRUE(wait_until([&] { return logged("basic.ack 1 1"); }));
+  EXPECT_EQ(confirms.seen, (std::vector<std::string>{"acked"}));
+  auto log = session_log();
+  EXPECT_EQ(std::vector<std::string>(log.end() - 2, log.end()),
+            (std::vector<std::string>{"basic.publish 2  out result", "basic.ack 1 1"}));
+  // The result and the inbound ack left in one write: one read on loopback.
+  EXPECT_EQ(on_loop([&] { return fake_.records.back()->reads; }), reads + 1);
+  EXPECT_EQ(on_loop([&] { return broker_->in_flight(); }), 0u);
+}
+
 TEST_F(BrokerTest, MandatoryPublishReturnedIsReportedOnItsConfirm) {
   start(settings(), false);
   ASSERT_TRUE(wait_loop([&] { return readies_ == 1; }));

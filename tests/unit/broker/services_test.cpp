@@ -303,6 +303,31 @@ TEST_P(BrokerVolume, TenThousandMessagesAckedInOrderWithoutLoss) {
 
 INSTANTIATE_TEST_SUITE_P(Prefetch, BrokerVolume, ::testing::Values(uint16_t{1}, uint16_t{256}));
 
+TEST_F(BrokerServices, WithoutConfirmsPublishesAreSettledAsWrittenAndAllArrive) {
+  const int n = 2'000;
+  std::string q = prefix_;
+  auto s = settings("noconfirm");
+  s.publisher_confirms = false;
+  Client& c = make(s, q);
+  c.auto_ack = true;
+  ASSERT_TRUE(wait_loop([&] { return c.readies == 1; }));
+  Confirms confirms;
+  for (int i = 0; i < n; i += 500)
+    on_loop([&] {
+      for (int j = i; j < i + 500; ++j)
+        c.broker->publish("", q, Bytes::copy(std::to_string(j)), {}, confirms.fn());
+    });
+  ASSERT_TRUE(wait_loop([&] { return c.seen.size() >= static_cast<size_t>(n); }, 120s))
+      << on_loop([&] { return c.seen.size(); });
+  on_loop([&] {
+    EXPECT_EQ(confirms.acked, static_cast<size_t>(n));  // each once written
+    for (int i = 0; i < n; ++i)
+      ASSERT_EQ(c.seen[i].body, std::to_string(i)) << "at " << i;
+    EXPECT_EQ(c.broker->in_flight(), 0u);
+    EXPECT_EQ(c.broker->stats().confirmed, 0u);  // the broker confirmed nothing
+  });
+}
+
 TEST_F(BrokerServices, LargeBodiesAreSplitIntoFramesAndGatheredBack) {
   std::string q = prefix_;
   Client& c = make(settings("large"), q);

@@ -195,11 +195,20 @@ class MicroserviceServices : public ::testing::Test {
   Seen seen_;
 };
 
-// Once with worker threads, once with process on the broker's loop.
+// With worker threads, with process on the broker's loop, and with worker
+// threads without publisher confirms (the reference's settle).
+struct RunMode {
+  bool on_loop;
+  bool confirms;
+  const char* name;
+};
 class MicroserviceRoutes : public MicroserviceServices,
-                           public ::testing::WithParamInterface<bool> {};
-INSTANTIATE_TEST_SUITE_P(ProcessOn, MicroserviceRoutes, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "Loop" : "Workers"; });
+                           public ::testing::WithParamInterface<RunMode> {};
+INSTANTIATE_TEST_SUITE_P(ProcessOn, MicroserviceRoutes,
+                         ::testing::Values(RunMode{false, true, "Workers"},
+                                           RunMode{true, true, "Loop"},
+                                           RunMode{false, false, "WorkersWithoutConfirms"}),
+                         [](const auto& info) { return info.param.name; });
 
 TEST_P(MicroserviceRoutes, ByCaseWithFilesAndRowsRetriesThenDeadLetters) {
   connect_observer();
@@ -209,7 +218,8 @@ TEST_P(MicroserviceRoutes, ByCaseWithFilesAndRowsRetriesThenDeadLetters) {
 
   MicroserviceOptions opt;
   opt.workers = 2;
-  opt.process_on_loop = GetParam();
+  opt.process_on_loop = GetParam().on_loop;
+  opt.publisher_confirms = GetParam().confirms;
   opt.max_attempts = 2;
   opt.metrics_listen = "127.0.0.1:0";
   std::string table = table_;
