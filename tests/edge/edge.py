@@ -7,6 +7,7 @@ ThreadSanitizer build, several times slower); nothing asserts speed.
 """
 
 import collections
+import http.server
 import os
 import select
 import signal
@@ -44,6 +45,15 @@ def free_ports(n):
         for s in socks:
             s.close()
     return ports
+
+
+class OriginServer(http.server.ThreadingHTTPServer):
+    """Python's threading HTTP server as an origin for Ember's outbound
+    requests: a listen backlog of 128, not socketserver's 5, which a burst
+    of Ember's new connections overflows on a slow (sanitizer) run, the
+    kernel then resetting one before it is accepted."""
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def make_cert(directory, name, cn, dns=()):

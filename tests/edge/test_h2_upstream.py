@@ -43,7 +43,7 @@ def origins(tmp_path_factory):
     d = tmp_path_factory.mktemp("h2origin")
     cert, key = edge.make_cert(str(d), "origin", "origin.test")
     tls, clear = H2Origin((cert, key)), H2Origin()
-    h1 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Http1Origin)
+    h1 = edge.OriginServer(("127.0.0.1", 0), Http1Origin)
     h1.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)

@@ -78,7 +78,7 @@ class Origin(http.server.BaseHTTPRequestHandler):
 
 
 def serve_origin(tls_files=None):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    server = edge.OriginServer(("127.0.0.1", 0), Origin)
     server.daemon_threads = True
     if tls_files:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
