@@ -751,6 +751,13 @@ struct Broker::Impl final : amqp::ClientHandler {
                                             : "the broker connection is closing");
       return;
     }
+    if (mandatory && !settings.publisher_confirms) {
+      // Its Confirm would say acked before the broker could return it.
+      fail_publish(fn,
+                   "a mandatory publish needs publisher confirms "
+                   "(BrokerSettings::publisher_confirms)");
+      return;
+    }
     if (can_send_publish() && held_.empty()) {
       send_publish(exchange, routing_key, body, props, std::move(fn), mandatory);
       after_client_call();

@@ -135,7 +135,10 @@ struct BrokerSettings {
   // in the same write as whatever its callback sends next (an inbound ack):
   // the reference runtime's behaviour, one broker round trip less per
   // message, but a publish the broker never got (it died, the connection
-  // dropped with it in the kernel's buffer) is lost without a word.
+  // dropped with it in the kernel's buffer) or discarded (its channel was
+  // closed by an error: a missing exchange, and whatever followed it until
+  // the close arrived) is lost without a word. Mandatory publishes fail at
+  // once in this mode (nothing could report them returned).
   bool publisher_confirms = true;
 };
 
@@ -229,7 +232,7 @@ struct BrokerStats {
   uint64_t deliveries = 0;
   uint64_t stale_tags = 0;  // ack/nack/reject dropped as stale
   uint64_t published = 0;   // handed to the wire
-  uint64_t confirmed = 0;   // acked
+  uint64_t confirmed = 0;   // acked by the broker (0 without publisher confirms)
   uint64_t failed_publishes = 0;
 };
 

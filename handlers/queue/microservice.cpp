@@ -538,7 +538,9 @@ struct Microservice::Impl {
     metric("dead_lettered_total", "counter", "Invalid or exhausted requests dead-lettered.",
            st.dead_lettered);
     metric("unrouted_total", "counter", "Results whose case has no route.", st.unrouted);
-    metric("published_total", "counter", "Result messages confirmed by the broker.", st.published);
+    metric("published_total", "counter",
+           "Result messages confirmed by the broker (written, without publisher confirms).",
+           st.published);
     metric("in_flight", "gauge", "Deliveries received and not yet settled.", unsettled.load());
     return out;
   }

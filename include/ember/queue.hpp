@@ -131,7 +131,7 @@ struct MicroserviceStats {
   uint64_t retried = 0;        // re-queued with the next attempt number
   uint64_t dead_lettered = 0;  // invalid bodies and exhausted requests
   uint64_t unrouted = 0;       // results whose case has no route
-  uint64_t published = 0;      // result messages confirmed
+  uint64_t published = 0;      // result messages confirmed (written, without confirms)
 };
 
 class Microservice {

@@ -65,8 +65,11 @@ struct RequestHandle::Probe final : http1::ClientHandler {
 
   void on_head(const http1::ResponseHead& head) override { user->on_head(head); }
   http1::Action on_body(const Bytes& chunk) override {
+    uint64_t g = gen;
     http1::Action a = user->on_body(chunk);
-    if (a == http1::Action::pause) paused = true;
+    // The callback may have cancelled this request and started another on
+    // this same (recycled) record: the pause is not the new one's.
+    if (a == http1::Action::pause && live && gen == g) paused = true;
     return a;
   }
   void on_complete() override {
@@ -75,8 +78,11 @@ struct RequestHandle::Probe final : http1::ClientHandler {
     u->on_complete();
   }
   void on_error(const Error& error) override {
-    if (!on_h1 && error.code == -EPROTONOSUPPORT &&
-        (!source.pull || !source.rewind || source.rewind())) {
+    bool refused = !on_h1 && error.code == -EPROTONOSUPPORT;
+    uint64_t g = gen;
+    bool replayable = refused && (!source.pull || !source.rewind || source.rewind());
+    if (!live || gen != g) return;  // the caller's rewind() cancelled it
+    if (replayable) {
       client->h1_origins_.insert(key);
       on_h1 = true;
       auto again = client->h1_.request(rebuild(), *this);
@@ -129,6 +135,17 @@ void Client::recycle(Probe* p) noexcept {
   p->live = false;
   p->user = nullptr;
   p->body = {};
+  if (p->source.pull || p->source.rewind) {
+    // The caller may be inside its own pull() or rewind() (cancelling from
+    // there): the functions are destroyed after it has returned.
+    struct Item : MailboxItem {
+      http1::BodySource source;
+    };
+    auto* item = new Item;
+    item->source = std::move(p->source);
+    item->run = [](MailboxItem* self, Loop*) { delete static_cast<Item*>(self); };
+    loop_.post(item);
+  }
   p->source = {};
   p->next = free_probes_;
   free_probes_ = p;

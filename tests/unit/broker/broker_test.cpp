@@ -263,6 +263,20 @@ TEST_F(BrokerTest, WithoutConfirmsAPublishIsAckedWhenWrittenAlongWithTheInboundA
   EXPECT_EQ(on_loop([&] { return broker_->in_flight(); }), 0u);
 }
 
+TEST_F(BrokerTest, WithoutConfirmsAMandatoryPublishFailsAtOnce) {
+  BrokerSettings s = settings();
+  s.publisher_confirms = false;
+  start(s, false);
+  ASSERT_TRUE(wait_loop([&] { return readies_ == 1; }));
+  Confirms confirms;
+  on_loop([&] {
+    broker_->publish("", "q", Bytes::copy(std::string_view("m")), {}, confirms.fn(), true);
+  });
+  ASSERT_TRUE(wait_loop([&] { return confirms.seen.size() == 1; }));
+  EXPECT_EQ(confirms.seen[0].rfind("failed: a mandatory publish needs publisher confirms", 0), 0u)
+      << confirms.seen[0];
+}
+
 TEST_F(BrokerTest, MandatoryPublishReturnedIsReportedOnItsConfirm) {
   start(settings(), false);
   ASSERT_TRUE(wait_loop([&] { return readies_ == 1; }));

@@ -313,6 +313,69 @@ TEST_F(NginxH2, LimitsCancelPauseAndResume) {
   EXPECT_EQ(o.body, *big_);
 }
 
+// A consumer that cancels its request from on_body, starts another there
+// (which gets the same recycled record) and returns pause: the pause was
+// the cancelled request's, and the new one runs to its end.
+TEST_F(NginxH2, APauseReturnedAfterCancelIsNotTheNextRequests) {
+  Harness h(trusting());
+  Collector a, b;
+  RequestHandle ha;
+  std::promise<Result<RequestHandle>> started_b;
+  bool once = false;
+  a.body_hook = [&](Collector&, const Bytes&) {
+    if (once) return http1::Action::proceed;
+    once = true;
+    ha.cancel();
+    // 127.0.0.1: an origin this client has not met (the first was localhost).
+    started_b.set_value(h.client().request(
+        {.url = "https://127.0.0.1:" + std::to_string(h1_port_) + "/small.txt"}, b));
+    return http1::Action::pause;
+  };
+  ASSERT_TRUE(h.on_loop([&] {
+    auto r = h.client().request({.url = url(h2_port_, "/big.bin")}, a);
+    if (r) ha = *r;
+    return r.has_value();
+  }));
+  Outcome o = h.wait(started_b.get_future().get(), b, 20s);
+  EXPECT_TRUE(o.ok) << o.error;
+  EXPECT_EQ(o.body, "hello over h2\n");
+  EXPECT_FALSE(a.out.done);  // cancelled: no callback
+}
+
+// A body source whose rewind() (called to send the request again over
+// HTTP/1.1) cancels the request: nothing more is sent and no callback follows.
+TEST_F(NginxH2, ARewindThatCancelsEndsTheRequestThere) {
+  Harness h(trusting());
+  Collector c;
+  RequestHandle handle;
+  bool pulled = false;
+  http1::BodySource src;
+  src.length = 5;
+  src.pull = [&]() -> http1::BodyChunk {
+    if (pulled) return http1::BodyChunk::end();
+    pulled = true;
+    return http1::BodyChunk::data(Bytes::copy(std::string_view("hello")));
+  };
+  src.rewind = [&] {
+    pulled = false;
+    handle.cancel();
+    return true;
+  };
+  ASSERT_TRUE(h.on_loop([&] {
+    auto r = h.client().request(
+        {.method = "PUT", .url = url(h1_port_, "/up/rewound.bin"), .source = std::move(src)}, c);
+    if (r) handle = *r;
+    return r.has_value();
+  }));
+  // The origin's refusal of h2 comes back; a request after it shows the
+  // client went on (and that HTTP/1.1 is remembered).
+  Outcome after = h.fetch({.url = url(h1_port_, "/small.txt")});
+  ASSERT_TRUE(after.ok) << after.error;
+  EXPECT_EQ(proto(after), "HTTP/1.1");
+  EXPECT_FALSE(c.out.done);
+  EXPECT_FALSE(std::filesystem::exists(*dir_ / "up/rewound.bin"));
+}
+
 // ---- servers that misbehave (raw sockets, prior knowledge) ---------------------
 
 TEST(H2ClientRaw, ConnectionRefusedNamesTheUrl) {
