@@ -7,7 +7,6 @@
 
 #include "core/tls.hpp"
 #include "ember/log.hpp"
-#include "protocols/http1/writer.hpp"
 #include "protocols/http2/session.hpp"
 
 namespace ember::http {
@@ -445,25 +444,15 @@ H2Client::~H2Client() {
 }
 
 Result<H2RequestHandle> H2Client::request(http1::ClientRequest q, http1::ClientHandler& handler) {
-  auto error = [&](std::string_view what) {
-    return Error(std::string(q.method) + " " + std::string(q.url) + ": " + std::string(what),
-                 -EINVAL);
-  };
   http1::ParsedUrl u;
-  if (std::string_view why = http1::parse_url(q.url, u); !why.empty()) return error(why);
-  if (q.method.empty() || !http1::valid_field_name(q.method)) return error("invalid method");
-  for (const Field& f : q.headers) {
-    if (!http1::valid_field_name(f.name) || !http1::valid_field_value(f.value))
-      return error("invalid header field " + std::string(f.name));
-    if (http1::iequals(f.name, "host") || http1::iequals(f.name, "content-length") ||
-        http1::iequals(f.name, "transfer-encoding"))
-      return error("header field " + std::string(f.name) + " is set by the client");
-  }
+  if (auto ok = http1::check_request(q, u); !ok) return ok.error();  // the HTTP/1.1 client's rules
   if (u.https && !options_.tls) {
     tls::ClientConfig config;
     config.alpn = {"h2", "http/1.1"};
     auto ctx = tls::ClientContext::create(std::move(config));
-    if (!ctx) return error(ctx.error().message);
+    if (!ctx)
+      return Error(std::string(q.method) + " " + std::string(q.url) + ": " + ctx.error().message,
+                   -EINVAL);
     options_.tls = std::move(*ctx);
   }
 

@@ -497,12 +497,11 @@ size_t Client::idle_connections() const noexcept {
   return n;
 }
 
-Result<RequestHandle> Client::request(ClientRequest q, ClientHandler& handler) {
+Result<void> check_request(const ClientRequest& q, ParsedUrl& u) {
   auto error = [&](std::string_view what) {
     return Error(std::string(q.method) + " " + std::string(q.url) + ": " + std::string(what),
                  -EINVAL);
   };
-  ParsedUrl u;
   if (std::string_view why = parse_url(q.url, u); !why.empty()) return error(why);
   if (q.method.empty() || !valid_field_name(q.method)) return error("invalid method");
   for (const Field& f : q.headers) {
@@ -512,9 +511,17 @@ Result<RequestHandle> Client::request(ClientRequest q, ClientHandler& handler) {
         iequals(f.name, "transfer-encoding"))
       return error("header field " + std::string(f.name) + " is set by the client");
   }
+  return {};
+}
+
+Result<RequestHandle> Client::request(ClientRequest q, ClientHandler& handler) {
+  ParsedUrl u;
+  if (auto ok = check_request(q, u); !ok) return ok.error();
   if (u.https && !options_.tls) {
     auto ctx = tls::ClientContext::create({});
-    if (!ctx) return error(ctx.error().message);
+    if (!ctx)
+      return Error(std::string(q.method) + " " + std::string(q.url) + ": " + ctx.error().message,
+                   -EINVAL);
     options_.tls = std::move(*ctx);
   }
 

@@ -215,6 +215,12 @@ class Client {
   uint64_t next_gen_ = 1;
 };
 
+// What Client::request() checks first: the URL (parsed into `url`), the
+// method and the fields, none of which the client sets itself. The error is
+// request()'s ("METHOD URL: what is wrong", -EINVAL). For other clients
+// taking the same requests (HTTP/2).
+Result<void> check_request(const ClientRequest& request, ParsedUrl& url);
+
 // The result of fetch_blocking().
 struct FetchResponse {
   int status = 0;
