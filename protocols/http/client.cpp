@@ -1,6 +1,7 @@
 #include "protocols/http/client.hpp"
 
 #include <cerrno>
+#include <charconv>
 #include <utility>
 
 namespace ember::http {
@@ -162,11 +163,13 @@ Result<RequestHandle> Client::request_as(http1::ClientRequest q, http1::ClientHa
     h.h2_ = *r;
     return h;
   }
-  std::string key;
+  std::string& key = key_;  // capacity kept: no allocation per request
+  key.clear();
   if (parsed && u.https && mode == Protocol::automatic) {
     key.assign(u.host);
     key.push_back(':');
-    key.append(std::to_string(u.port));
+    char port[8];
+    key.append(port, std::to_chars(port, port + sizeof port, u.port).ptr);
   }
   if (key.empty() || h1_origins_.contains(key)) {
     auto r = h1_.request(std::move(q), handler);  // also says what is wrong with a URL
@@ -176,7 +179,7 @@ Result<RequestHandle> Client::request_as(http1::ClientRequest q, http1::ClientHa
   }
   Probe* p = take_probe();
   p->user = &handler;
-  p->key = std::move(key);
+  p->key.assign(key);
   p->method.assign(q.method);
   p->url.assign(q.url);
   p->field_store.clear();

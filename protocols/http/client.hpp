@@ -90,6 +90,7 @@ class Client {
   H2Client h2_;
   // https:// origins ("host:port") that chose HTTP/1.1.
   std::unordered_set<std::string> h1_origins_;
+  std::string key_;                             // request_as()'s "host:port", reused
   std::vector<std::unique_ptr<Probe>> probes_;  // every one made; free ones listed
   Probe* free_probes_ = nullptr;
   uint64_t next_gen_ = 1;
