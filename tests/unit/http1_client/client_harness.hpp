@@ -295,6 +295,22 @@ inline int run_command(const std::string& cmd) {
 }
 
 // Connects until something listens on the port (a start-up guard, not timing).
+// A test CA (ca.pem, ca.key) and a server certificate it signed for
+// localhost and 127.0.0.1 (srv.pem, srv.key) in `d`, made with the openssl
+// CLI. False when a command fails.
+inline bool make_test_pki(const TempDir& d) {
+  write_file(d / "ext.cnf",
+             "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+  return run_command("openssl req -x509" + ec + "-keyout " + (d / "ca.key") + " -out " +
+                     (d / "ca.pem") + " -days 2 -subj /CN=Ember-Test-CA") == 0 &&
+         run_command("openssl req" + ec + "-keyout " + (d / "srv.key") + " -out " +
+                     (d / "srv.csr") + " -subj /CN=localhost") == 0 &&
+         run_command("openssl x509 -req -in " + (d / "srv.csr") + " -CA " + (d / "ca.pem") +
+                     " -CAkey " + (d / "ca.key") + " -CAcreateserial -days 2 -out " +
+                     (d / "srv.pem") + " -extfile " + (d / "ext.cnf")) == 0;
+}
+
 inline bool wait_listening(uint16_t port, std::chrono::seconds guard = 20s) {
   auto until = std::chrono::steady_clock::now() + guard;
   while (std::chrono::steady_clock::now() < until) {

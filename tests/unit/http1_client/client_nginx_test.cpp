@@ -51,18 +51,10 @@ class Nginx : public ::testing::Test {
 
     // A test CA, a server certificate for localhost and 127.0.0.1, and a
     // second CA that signed nothing here.
-    write_file(d / "ext.cnf",
-               "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
     const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
-    bool ok = run_command("openssl req -x509" + ec + "-keyout " + (d / "ca.key") + " -out " +
-                          (d / "ca.pem") + " -days 2 -subj /CN=Ember-Test-CA") == 0 &&
+    bool ok = make_test_pki(d) &&
               run_command("openssl req -x509" + ec + "-keyout " + (d / "other.key") + " -out " +
-                          (d / "other.pem") + " -days 2 -subj /CN=Other-CA") == 0 &&
-              run_command("openssl req" + ec + "-keyout " + (d / "srv.key") + " -out " +
-                          (d / "srv.csr") + " -subj /CN=localhost") == 0 &&
-              run_command("openssl x509 -req -in " + (d / "srv.csr") + " -CA " + (d / "ca.pem") +
-                          " -CAkey " + (d / "ca.key") + " -CAcreateserial -days 2 -out " +
-                          (d / "srv.pem") + " -extfile " + (d / "ext.cnf")) == 0;
+                          (d / "other.pem") + " -days 2 -subj /CN=Other-CA") == 0;
     if (!ok) return;
 
     port_ = free_port();

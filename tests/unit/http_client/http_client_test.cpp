@@ -48,18 +48,7 @@ class NginxH2 : public ::testing::Test {
     http1::test::write_file(d / "www/small.txt", "hello over h2\n");
     big_ = new std::string(pattern(3 << 20, 11));
     http1::test::write_file(d / "www/big.bin", *big_);
-    http1::test::write_file(
-        d / "ext.cnf", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n");
-    const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
-    auto run = http1::test::run_command;
-    bool ok = run("openssl req -x509" + ec + "-keyout " + (d / "ca.key") + " -out " +
-                  (d / "ca.pem") + " -days 2 -subj /CN=Ember-Test-CA") == 0 &&
-              run("openssl req" + ec + "-keyout " + (d / "srv.key") + " -out " + (d / "srv.csr") +
-                  " -subj /CN=localhost") == 0 &&
-              run("openssl x509 -req -in " + (d / "srv.csr") + " -CA " + (d / "ca.pem") +
-                  " -CAkey " + (d / "ca.key") + " -CAcreateserial -days 2 -out " + (d / "srv.pem") +
-                  " -extfile " + (d / "ext.cnf")) == 0;
-    if (!ok) return;
+    if (!http1::test::make_test_pki(d)) return;
     h2_port_ = http1::test::free_port();
     h1_port_ = http1::test::free_port();
     h2c_port_ = http1::test::free_port();
