@@ -79,6 +79,17 @@ inline std::string goaway(int32_t last) {
   return frame(7, 0, 0, u32(static_cast<uint32_t>(last)) + u32(0));
 }
 
+// Ends the connection the way a careful server does: our side first, then
+// whatever the client still sends is read until it closes too. Closing with
+// unread input would send a reset, and a reset may cost the client the
+// response still unread in its socket.
+inline void lingering_close(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char buf[4096];
+  while (::recv(fd, buf, sizeof buf, 0) > 0) {
+  }
+}
+
 // Reads the preface, sends SETTINGS, then calls `on_frame` for every frame
 // (SETTINGS are acknowledged first).
 template <class F>

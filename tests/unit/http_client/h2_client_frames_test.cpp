@@ -64,6 +64,7 @@ TEST(H2ClientFrames, AResponseHeldForAPausedConsumerOutlivesItsConnection) {
                        data(f.stream, "c", true) + goaway(f.stream));
       return false;  // and close
     });
+    lingering_close(fd);
   });
   Harness h(h2c(5000ms));
   Outcome o = paused_get(h, srv.url("/p"), 2, 200ms);  // pauses at "a" and again at "b"
