@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "core/loop_impl.hpp"
 #include "ember/log.hpp"
@@ -35,8 +36,25 @@ struct ConnectionImpl::TlsLayer final : tls::Sink {
   bool shutdown = false;
 };
 
+// An idle plaintext connection is this object, its handler and libuv's
+// bookkeeping; 384 bytes is a mimalloc size class.
+static_assert(sizeof(ConnectionImpl) <= sizeof(uv_tcp_t) + 136,
+              "ConnectionImpl grew: put rarely used members in Extra");
+
 ConnectionImpl::ConnectionImpl(LoopImpl& loop, bool is_unix, uint64_t id)
     : loop_(loop), id_(id), is_unix_(is_unix) {}
+
+ConnectionImpl::Extra::~Extra() = default;
+
+ConnectionImpl::Extra& ConnectionImpl::extra() {
+  if (!extra_) extra_ = std::make_unique<Extra>();
+  return *extra_;
+}
+
+const std::string& ConnectionImpl::error_text() const noexcept {
+  static const std::string none;
+  return extra_ ? extra_->error_text : none;
+}
 
 ConnectionImpl::~ConnectionImpl() {
   if (rbuf_) rbuf_->release();
@@ -55,8 +73,9 @@ void ConnectionImpl::return_output() noexcept {
 }
 
 void ConnectionImpl::use_tls_server(std::shared_ptr<tls::ServerContext> ctx) {
-  if (!tls_layer_) tls_layer_ = std::make_unique<TlsLayer>(*this);
-  tls_layer_->server = std::move(ctx);
+  Extra& x = extra();
+  if (!x.tls_layer) x.tls_layer = std::make_unique<TlsLayer>(*this);
+  x.tls_layer->server = std::move(ctx);
 }
 
 int ConnectionImpl::init_handle() {
@@ -70,14 +89,14 @@ int ConnectionImpl::init_handle() {
 void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
   if (handler) handler_ = std::move(handler);
   if (!is_unix_) uv_tcp_nodelay(&h_.tcp, 1);
-  size_t want =
-      outbound_ ? outbound_->options.socket_send_buffer : loop_.options_.socket_send_buffer;
+  Outbound* ob = outbound();
+  size_t want = ob ? ob->options.socket_send_buffer : loop_.options_.socket_send_buffer;
   if (want) {
     int value = static_cast<int>(std::min<size_t>(want, INT32_MAX));
     uv_send_buffer_size(&h_.handle, &value);  // capped by net.core.wmem_max; best effort
   }
   started_ = true;
-  if ((tls_layer_ && tls_layer_->server) || (outbound_ && outbound_->options.tls)) {
+  if ((tls_layer() && tls_layer()->server) || (ob && ob->options.tls)) {
     start_tls();
     if (closed_) return;
   }
@@ -89,25 +108,27 @@ void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
       return;
     }
   }
-  if (!tls_) open_handler();  // with TLS: once the handshake is done
+  if (!tls()) open_handler();  // with TLS: once the handshake is done
 }
 
 void ConnectionImpl::start_tls() noexcept {
-  if (!tls_layer_) tls_layer_ = std::make_unique<TlsLayer>(*this);
-  TlsLayer& layer = *tls_layer_;
+  Extra& x = extra();
+  if (!x.tls_layer) x.tls_layer = std::make_unique<TlsLayer>(*this);
+  TlsLayer& layer = *x.tls_layer;
   if (layer.server) {
     layer.engine = tls::Engine::server(*layer.server, loop_.pool_);
     if (!deadline_.armed())
       set_deadline(static_cast<uint64_t>(loop_.options_.tls_handshake_timeout.count()));
   } else {
-    layer.client = outbound_->options.tls;
-    std::string host = outbound_->options.server_name;
-    if (host.empty()) host = outbound_->target.substr(0, outbound_->target.rfind(':'));
+    Outbound& ob = *x.outbound;
+    layer.client = ob.options.tls;
+    std::string host = ob.options.server_name;
+    if (host.empty()) host = ob.target.substr(0, ob.target.rfind(':'));
     if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    layer.engine = tls::Engine::client(*layer.client, host, loop_.pool_, outbound_->port);
+    layer.engine = tls::Engine::client(*layer.client, host, loop_.pool_, ob.port);
   }
-  tls_ = layer.engine.get();
-  if (!tls_) {
+  x.tls = layer.engine.get();
+  if (!x.tls) {
     fail(UV_ENOMEM, "TLS: cannot create a session (out of memory)");
     return;
   }
@@ -115,34 +136,36 @@ void ConnectionImpl::start_tls() noexcept {
 }
 
 void ConnectionImpl::feed_tls(const Bytes& data) noexcept {
-  Result<void> r = tls_->feed(data, *tls_layer_);
+  tls::Engine* tls = extra_->tls;
+  Result<void> r = tls->feed(data, *extra_->tls_layer);
   if (closed_) return;
   if (!r) {
     // Send the alert OpenSSL queued, then close.
-    error_text_ = r.error().message;
+    extra_->error_text = r.error().message;
     close_error_ = UV_EPROTO;
     closing_ = true;
     loop_.mark_dirty(this);
     return;
   }
-  if (tls_->peer_closed()) {
+  if (tls->peer_closed()) {
     close();  // close_notify: the peer sends nothing more
     return;
   }
-  if (tls_->wants_write()) loop_.mark_dirty(this);
+  if (tls->wants_write()) loop_.mark_dirty(this);
 }
 
 void ConnectionImpl::flush_tls() noexcept {
-  TlsLayer& layer = *tls_layer_;
+  TlsLayer& layer = *extra_->tls_layer;
+  tls::Engine* tls = extra_->tls;
   IoChain& out = output();
-  if (opened_ && !tls_->failed()) {
-    for (auto& old : retired_)
+  if (opened_ && !tls->failed()) {
+    for (auto& old : extra_->retired)
       old->on_writable(*this, layer.plain);
-    retired_.clear();
+    extra_->retired.clear();
     handler_->on_writable(*this, layer.plain);
     if (closed_) return;
     if (!layer.plain.empty()) {
-      Result<void> r = tls_->encrypt(layer.plain, out);
+      Result<void> r = tls->encrypt(layer.plain, out);
       if (!r) {
         fail(UV_EPROTO, r.error().message);
         return;
@@ -150,10 +173,10 @@ void ConnectionImpl::flush_tls() noexcept {
     }
     if (closing_ && !layer.shutdown && out.size() < loop_.options_.output_high_water) {
       layer.shutdown = true;
-      tls_->shutdown();
+      tls->shutdown();
     }
   }
-  Result<void> r = tls_->produce(out);
+  Result<void> r = tls->produce(out);
   if (!r && out.empty()) {
     fail(UV_EPROTO, r.error().message);
     return;
@@ -168,21 +191,23 @@ void ConnectionImpl::flush_tls() noexcept {
 
 void ConnectionImpl::open_handler() noexcept {
   if (closed_) return;
-  if (outbound_ || tls_) clear_deadline();  // connect or handshake timeout ends here
+  if (extra_ && (extra_->outbound || extra_->tls))
+    clear_deadline();  // connect or handshake timeout ends here
   opened_ = true;
   handler_->on_open(*this);
 }
 
 void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(h->data);
-  c->direct_ = ReadTarget{};
+  ReadTarget& direct = c->loop_.direct_read_;
+  direct = ReadTarget{};
   // In-place reads need plaintext: never with TLS.
-  if (!c->closed_ && !c->tls_ && c->handler_->read_target(c->direct_) && c->direct_.size > 0) {
-    buf->base = reinterpret_cast<char*>(c->direct_.data);
-    buf->len = c->direct_.size;
+  if (!c->closed_ && !c->tls() && c->handler_->read_target(direct) && direct.size > 0) {
+    buf->base = reinterpret_cast<char*>(direct.data);
+    buf->len = direct.size;
     return;
   }
-  c->direct_ = ReadTarget{};
+  direct = ReadTarget{};
   // Nobody holds a slice of the current buffer any more: start it over, so a
   // request/response connection keeps reusing one hot buffer.
   if (c->rbuf_ && c->rbuf_->use_count() == 1) c->roff_ = 0;
@@ -191,6 +216,7 @@ void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     c->rbuf_ = std::move(c->loop_.pool_.take(c->loop_.options_.read_buffer_size)).release();
     c->roff_ = 0;
   }
+  assert(c->rbuf_->capacity() <= UINT32_MAX);
   buf->base = reinterpret_cast<char*>(c->rbuf_->data() + c->roff_);
   buf->len = c->rbuf_->capacity() - c->roff_;
 }
@@ -198,9 +224,9 @@ void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<ConnectionImpl*>(s->data);
   c->loop_.note_activity();
-  if (c->direct_.storage) {
-    ReadTarget t = c->direct_;
-    c->direct_ = ReadTarget{};
+  ReadTarget& direct = c->loop_.direct_read_;
+  if (direct.storage) {
+    ReadTarget t = std::exchange(direct, ReadTarget{});
     if (nread > 0) {
       Bytes data = Bytes::share(t.storage, t.data, static_cast<size_t>(nread));
       if (!c->closed_) c->handler_->on_data(*c, data);
@@ -211,9 +237,9 @@ void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
     {
       Bytes data =
           Bytes::share(c->rbuf_, reinterpret_cast<uint8_t*>(buf->base), static_cast<size_t>(nread));
-      c->roff_ += static_cast<size_t>(nread);
+      c->roff_ += static_cast<uint32_t>(nread);
       if (c->closed_) return;
-      if (c->tls_)
+      if (c->tls())
         c->feed_tls(data);
       else
         c->handler_->on_data(*c, data);
@@ -246,11 +272,11 @@ void ConnectionImpl::want_write() noexcept {
 
 void ConnectionImpl::flush() noexcept {
   if (closed_) {
-    retired_.clear();
+    if (extra_) extra_->retired.clear();
     return;
   }
   if (writing_) return;
-  if (tls_) {
+  if (tls()) {
     flush_tls();
     return;
   }
@@ -258,9 +284,11 @@ void ConnectionImpl::flush() noexcept {
   // Handlers switched away from write what they still hold (an HTTP/1.1 101
   // answer) ahead of their successor, then go; none of their callbacks runs now.
   IoChain& out = output();
-  for (auto& old : retired_)
-    old->on_writable(*this, out);
-  retired_.clear();
+  if (extra_) {
+    for (auto& old : extra_->retired)
+      old->on_writable(*this, out);
+    extra_->retired.clear();
+  }
   handler_->on_writable(*this, out);
   if (closed_) return;  // the handler aborted
   // A handler that answered in this phase may just have let go of the last
@@ -340,9 +368,9 @@ void ConnectionImpl::fail(int error, std::string text) noexcept {
   if (closed_) return;
   close_error_ = error;
   if (!text.empty())
-    error_text_ = std::move(text);
-  else if (error != 0 && error_text_.empty())
-    error_text_ = uv_strerror(error);
+    extra().error_text = std::move(text);
+  else if (error != 0 && error_text().empty())
+    extra().error_text = uv_strerror(error);
   do_close();
 }
 
@@ -352,8 +380,8 @@ void ConnectionImpl::do_close() noexcept {
   clear_deadline();
   if (reading_) uv_read_stop(&h_.stream);
   reading_ = false;
-  if (outbound_ && outbound_->resolving)
-    uv_cancel(reinterpret_cast<uv_req_t*>(&outbound_->resolve));
+  if (Outbound* ob = outbound(); ob && ob->resolving)
+    uv_cancel(reinterpret_cast<uv_req_t*>(&ob->resolve));
   uv_close(&h_.handle, &ConnectionImpl::on_closed);
 }
 
@@ -370,14 +398,14 @@ void ConnectionImpl::on_closed(uv_handle_t* h) {
 
 void ConnectionImpl::maybe_delete() noexcept {
   // A name lookup runs on libuv's thread pool; its callback still needs us.
-  if (!handle_closed_ || (outbound_ && outbound_->resolving)) return;
+  if (!handle_closed_ || (outbound() && outbound()->resolving)) return;
   LoopImpl& loop = loop_;
   delete this;
   loop.maybe_finish();
 }
 
 void ConnectionImpl::pause(uint8_t reason) noexcept {
-  paused_ |= reason;
+  paused_ = static_cast<uint8_t>(paused_ | reason);
   if (reading_) {
     uv_read_stop(&h_.stream);
     reading_ = false;
@@ -385,7 +413,7 @@ void ConnectionImpl::pause(uint8_t reason) noexcept {
 }
 
 void ConnectionImpl::resume(uint8_t reason) noexcept {
-  paused_ &= static_cast<uint8_t>(~reason);
+  paused_ = static_cast<uint8_t>(paused_ & ~reason);
   if (closed_ || paused_ || reading_ || !started_) return;
   reading_ = true;
   int rc = uv_read_start(&h_.stream, &ConnectionImpl::on_alloc, &ConnectionImpl::on_read);
@@ -408,10 +436,10 @@ void ConnectionImpl::on_deadline(TimerEntry* t) {
   if (c->closed_) return;
   if (!c->opened_) {
     // Still connecting (outbound) or handshaking: the connection never opened.
-    uint64_t ms = c->outbound_
-                      ? static_cast<uint64_t>(c->outbound_->options.timeout.count())
-                      : static_cast<uint64_t>(c->loop_.options_.tls_handshake_timeout.count());
-    std::string what = c->outbound_ ? "connect " + c->outbound_->target : "TLS handshake";
+    Outbound* ob = c->outbound();
+    uint64_t ms = ob ? static_cast<uint64_t>(ob->options.timeout.count())
+                     : static_cast<uint64_t>(c->loop_.options_.tls_handshake_timeout.count());
+    std::string what = ob ? "connect " + ob->target : "TLS handshake";
     c->fail(UV_ETIMEDOUT, what + ": timed out after " + std::to_string(ms) + " ms");
     return;
   }
@@ -420,7 +448,7 @@ void ConnectionImpl::on_deadline(TimerEntry* t) {
 
 void ConnectionImpl::switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread) {
   if (closed_ || !next) return;
-  retired_.push_back(std::move(handler_));
+  extra().retired.push_back(std::move(handler_));
   handler_ = std::move(next);
   loop_.mark_dirty(this);  // the flush frees the retired handler
   handler_->on_open(*this);
@@ -430,42 +458,43 @@ void ConnectionImpl::switch_handler(std::unique_ptr<ConnectionHandler> next, Byt
 // ---- outbound ----------------------------------------------------------------
 
 void ConnectionImpl::connect_tcp(const std::string& host, uint16_t port, ConnectOptions options) {
-  outbound_ = std::make_unique<Outbound>();
-  std::string& target = outbound_->target;
+  Outbound& ob = *(extra().outbound = std::make_unique<Outbound>());
+  std::string& target = ob.target;
   bool v6 = host.find(':') != std::string::npos;
   if (v6) target.push_back('[');
   target.append(host);
   if (v6) target.push_back(']');
   target.push_back(':');
   target.append(std::to_string(port));
-  outbound_->options = std::move(options);
-  outbound_->port = port;
-  outbound_->resolve.data = this;
-  outbound_->connect.data = this;
+  ob.options = std::move(options);
+  ob.port = port;
+  ob.resolve.data = this;
+  ob.connect.data = this;
   int rc = init_handle();
   if (rc != 0) {
-    fail(rc, "connect " + outbound_->target + ": " + uv_strerror(rc));
+    fail(rc, "connect " + ob.target + ": " + uv_strerror(rc));
     return;
   }
-  set_deadline(static_cast<uint64_t>(outbound_->options.timeout.count()));
+  set_deadline(static_cast<uint64_t>(ob.options.timeout.count()));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
   std::string service = std::to_string(port);
-  outbound_->resolving = true;
+  ob.resolving = true;
   // Runs getaddrinfo on libuv's thread pool; a numeric address resolves at once there too.
-  rc = uv_getaddrinfo(loop_.uv_loop(), &outbound_->resolve, &ConnectionImpl::on_resolved,
-                      host.c_str(), service.c_str(), &hints);
+  rc = uv_getaddrinfo(loop_.uv_loop(), &ob.resolve, &ConnectionImpl::on_resolved, host.c_str(),
+                      service.c_str(), &hints);
   if (rc != 0) {
-    outbound_->resolving = false;
+    ob.resolving = false;
     fail(rc, "resolve " + host + ": " + uv_strerror(rc));
   }
 }
 
 void ConnectionImpl::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
   auto* c = static_cast<ConnectionImpl*>(req->data);
-  c->outbound_->resolving = false;
+  Outbound& ob = *c->outbound();
+  ob.resolving = false;
   if (c->closed_) {
     if (res) uv_freeaddrinfo(res);
     c->maybe_delete();
@@ -473,42 +502,42 @@ void ConnectionImpl::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* re
   }
   if (status < 0 || !res) {
     if (res) uv_freeaddrinfo(res);
-    std::string host = c->outbound_->target.substr(0, c->outbound_->target.rfind(':'));
+    std::string host = ob.target.substr(0, ob.target.rfind(':'));
     c->fail(status < 0 ? status : UV_EAI_NONAME,
             "resolve " + host + ": " + uv_strerror(status < 0 ? status : UV_EAI_NONAME));
     return;
   }
-  c->outbound_->connecting = true;
-  int rc = uv_tcp_connect(&c->outbound_->connect, &c->h_.tcp, res->ai_addr,
-                          &ConnectionImpl::on_connected);
+  ob.connecting = true;
+  int rc = uv_tcp_connect(&ob.connect, &c->h_.tcp, res->ai_addr, &ConnectionImpl::on_connected);
   uv_freeaddrinfo(res);
   if (rc != 0) {
-    c->outbound_->connecting = false;
-    c->fail(rc, "connect " + c->outbound_->target + ": " + uv_strerror(rc));
+    ob.connecting = false;
+    c->fail(rc, "connect " + ob.target + ": " + uv_strerror(rc));
   }
 }
 
 void ConnectionImpl::connect_unix(const std::string& path, ConnectOptions options) {
-  outbound_ = std::make_unique<Outbound>();
-  outbound_->target = path;
-  outbound_->options = std::move(options);
-  outbound_->connect.data = this;
+  Outbound& ob = *(extra().outbound = std::make_unique<Outbound>());
+  ob.target = path;
+  ob.options = std::move(options);
+  ob.connect.data = this;
   int rc = init_handle();
   if (rc != 0) {
     fail(rc, "connect " + path + ": " + uv_strerror(rc));
     return;
   }
-  set_deadline(static_cast<uint64_t>(outbound_->options.timeout.count()));
-  outbound_->connecting = true;
-  uv_pipe_connect(&outbound_->connect, &h_.pipe, path.c_str(), &ConnectionImpl::on_connected);
+  set_deadline(static_cast<uint64_t>(ob.options.timeout.count()));
+  ob.connecting = true;
+  uv_pipe_connect(&ob.connect, &h_.pipe, path.c_str(), &ConnectionImpl::on_connected);
 }
 
 void ConnectionImpl::on_connected(uv_connect_t* req, int status) {
   auto* c = static_cast<ConnectionImpl*>(req->data);
-  c->outbound_->connecting = false;
+  Outbound& ob = *c->outbound();
+  ob.connecting = false;
   if (c->closed_) return;  // cancelled by close(); on_closed follows
   if (status < 0) {
-    c->fail(status, "connect " + c->outbound_->target + ": " + uv_strerror(status));
+    c->fail(status, "connect " + ob.target + ": " + uv_strerror(status));
     return;
   }
   c->start(nullptr);
@@ -569,7 +598,7 @@ std::string_view Connection::server_name() const noexcept {
   return impl(*this).server_name();
 }
 const std::string& Connection::error_text() const noexcept {
-  return impl(*this).error_text_;
+  return impl(*this).error_text();
 }
 
 std::string Connection::peer_address() const {
