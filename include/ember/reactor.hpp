@@ -65,6 +65,18 @@ struct TimerEntry {
   bool armed() const noexcept { return heap_index != SIZE_MAX; }
 };
 
+// A peer's address in 20 bytes, for a connection to keep (a formatted one
+// would cost a 32-byte string in every idle connection).
+struct PeerAddress {
+  enum class Family : uint8_t { unknown, ipv4, ipv6, unix_socket };
+  uint8_t address[16] = {};  // network order; IPv4 in the first four
+  uint16_t port = 0;
+  Family family = Family::unknown;
+  // "1.2.3.4:80", "[::1]:80", "unix" or "?"; replaces `out`'s contents
+  // (reusing its capacity).
+  void format(std::string& out) const;
+};
+
 // What a protocol implements to own a connection's bytes.
 class ConnectionHandler {
  public:
@@ -130,6 +142,8 @@ class Connection {
   std::string_view server_name() const noexcept;
   // The peer's address as "ip:port" ("unix" for Unix sockets).
   std::string peer_address() const;
+  // The same in binary: for keeping per connection and formatting per use.
+  PeerAddress peer() const noexcept;
   // Why the connection failed, for messages (connect, resolve, TLS,
   // timeouts); empty when it closed normally.
   const std::string& error_text() const noexcept;

@@ -157,6 +157,65 @@ TEST(Connection, SwitchHandlerHandsOverUnreadBytes) {
   ::close(fd);
 }
 
+// ---- peer addresses --------------------------------------------------------------
+
+TEST(PeerAddress, FormatsEveryFamily) {
+  auto v4 = [](uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
+    PeerAddress p;
+    p.family = PeerAddress::Family::ipv4;
+    p.address[0] = a, p.address[1] = b, p.address[2] = c, p.address[3] = d;
+    p.port = port;
+    return p;
+  };
+  std::string out = "left over from before";
+  v4(127, 0, 0, 1, 80).format(out);
+  EXPECT_EQ(out, "127.0.0.1:80");
+  v4(0, 0, 0, 0, 0).format(out);
+  EXPECT_EQ(out, "0.0.0.0:0");
+  v4(255, 255, 255, 255, 65535).format(out);
+  EXPECT_EQ(out, "255.255.255.255:65535");
+  v4(10, 1, 20, 100, 8080).format(out);
+  EXPECT_EQ(out, "10.1.20.100:8080");
+  PeerAddress v6;
+  v6.family = PeerAddress::Family::ipv6;
+  v6.address[15] = 1;
+  v6.port = 443;
+  v6.format(out);
+  EXPECT_EQ(out, "[::1]:443");
+  PeerAddress unix_peer;
+  unix_peer.family = PeerAddress::Family::unix_socket;
+  unix_peer.format(out);
+  EXPECT_EQ(out, "unix");
+  PeerAddress().format(out);
+  EXPECT_EQ(out, "?");
+}
+
+// The peer's address as the server sees it is the client socket's own.
+struct PeerEcho : Writer {
+  void on_data(Connection& c, const Bytes&) override {
+    std::string text;
+    c.peer().format(text);
+    send(c, text + "|" + c.peer_address() + "\n");
+  }
+};
+
+TEST(Connection, KnowsItsPeersAddress) {
+  Reactor reactor(one_loop());
+  auto port =
+      reactor.listen_tcp("127.0.0.1", 0, [](Loop&) { return std::make_unique<PeerEcho>(); });
+  ASSERT_TRUE(port);
+  Running run(reactor);
+  int fd = dial(*port);
+  ASSERT_GE(fd, 0);
+  sockaddr_in local{};
+  socklen_t len = sizeof local;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len), 0);
+  std::string expected = "127.0.0.1:" + std::to_string(ntohs(local.sin_port));
+  ASSERT_EQ(::send(fd, "?", 1, 0), 1);
+  EXPECT_EQ(recv_n(fd, 2 * expected.size() + 2), expected + "|" + expected + "\n");
+  ::close(fd);
+}
+
 // ---- deadlines ------------------------------------------------------------------
 
 struct Deadline : Writer {

@@ -320,6 +320,38 @@ TEST_F(EdgeServer, RouteTablesAreReplacedUnderLoad) {
   }
 }
 
+// A flare that answers with what it knows of the client.
+class WhoAmI final : public Flare {
+ public:
+  Action handle_request(Context& ctx) override {
+    ctx.response.set_body(std::string(ctx.request.scheme()) + " " +
+                          std::string(ctx.request.remote_address()));
+    return Action::respond;
+  }
+};
+
+// Idle keep-alive connections keep the peer's address in binary; every
+// request still sees it, as the client's socket has it.
+TEST_F(EdgeServer, FlaresSeeTheClientsAddressOnEveryRequest) {
+  std::vector<LiveRoute> routes = server_->routes();
+  routes.push_back({"*", "/whoami", "whoami", std::make_shared<WhoAmI>()});
+  server_->set_routes(routes);
+  for (int c = 0; c < 4; ++c) {  // on both loops
+    int fd = dial(port_);
+    ASSERT_GE(fd, 0);
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len), 0);
+    std::string expected = "http 127.0.0.1:" + std::to_string(ntohs(local.sin_port));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(send_all(fd, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n"));
+      std::string got = read_until(fd, expected);
+      EXPECT_NE(got.find(expected), std::string::npos) << got;
+    }
+    ::close(fd);
+  }
+}
+
 // A native flare that fetches (may_wait): it waits on its fiber while both
 // loops keep answering, and many such invocations wait at once.
 class Fetching final : public Flare {
