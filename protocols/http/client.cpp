@@ -84,7 +84,8 @@ struct RequestHandle::Probe final : http1::ClientHandler {
     bool replayable = refused && (!source.pull || !source.rewind || source.rewind());
     if (!live || gen != g) return;  // the caller's rewind() cancelled it
     if (replayable) {
-      client->h1_origins_.insert(key);
+      client->h1_origins_[key] =
+          client->loop_.now_ms() + static_cast<uint64_t>(client->options_.http1_memory.count());
       on_h1 = true;
       auto again = client->h1_.request(rebuild(), *this);
       if (again) {
@@ -113,6 +114,19 @@ Client::~Client() = default;
 
 size_t Client::connections() const noexcept {
   return h1_.connections() + h2_.connections();
+}
+
+bool Client::known_http1(const std::string& key) {
+  auto it = h1_origins_.find(key);
+  if (it == h1_origins_.end()) return false;
+  if (loop_.now_ms() < it->second) return true;
+  h1_origins_.erase(it);  // time to offer h2 again
+  return false;
+}
+
+bool Client::remembers_http1(std::string_view origin) const {
+  auto it = h1_origins_.find(std::string(origin));
+  return it != h1_origins_.end() && loop_.now_ms() < it->second;
 }
 
 Client::Probe* Client::take_probe() {
@@ -171,7 +185,7 @@ Result<RequestHandle> Client::request_as(http1::ClientRequest q, http1::ClientHa
     char port[8];
     key.append(port, std::to_chars(port, port + sizeof port, u.port).ptr);
   }
-  if (key.empty() || h1_origins_.contains(key)) {
+  if (key.empty() || known_http1(key)) {
     auto r = h1_.request(std::move(q), handler);  // also says what is wrong with a URL
     if (!r) return r.error();
     h.h1_ = *r;

@@ -3,7 +3,8 @@
 //
 // Protocol::automatic (the default) offers "h2" and "http/1.1" with ALPN to
 // https:// origins. An origin that chooses HTTP/1.1 is remembered and gets
-// HTTP/1.1 from then on; the requests that found out are sent again over
+// HTTP/1.1 for ClientOptions::http1_memory (then it is asked again: servers
+// get upgraded); the requests that found out are sent again over
 // HTTP/1.1 (nothing of them had been sent), which is why each request to an
 // origin not known as HTTP/1.1 keeps its fields (in a recycled record; the
 // body by reference) until it ends. Origins that chose h2 share one
@@ -14,9 +15,11 @@
 // Errors and threading are those of http1::Client and H2Client.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
-#include <unordered_set>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "protocols/http/h2_client.hpp"
@@ -35,6 +38,9 @@ struct ClientOptions {
   // For HTTP/2 over TLS: must offer "h2" (and "http/1.1", for automatic).
   // nullptr: one is made with the system's trust store.
   std::shared_ptr<tls::ClientContext> h2_tls;
+  // How long an https:// origin that chose HTTP/1.1 gets HTTP/1.1 without
+  // being offered h2 again (automatic only).
+  std::chrono::milliseconds http1_memory{std::chrono::minutes(10)};
 };
 
 class Client;
@@ -77,6 +83,9 @@ class Client {
   Loop& loop() const noexcept { return loop_; }
   // Connections open or opening, both protocols (for tests, metrics).
   size_t connections() const noexcept;
+  // Whether requests to `origin` ("host:port", https://) go over HTTP/1.1
+  // without offering h2 now (for tests, metrics).
+  bool remembers_http1(std::string_view origin) const;
 
  private:
   friend class RequestHandle;
@@ -88,8 +97,10 @@ class Client {
   Options options_;
   http1::Client h1_;
   H2Client h2_;
-  // https:// origins ("host:port") that chose HTTP/1.1.
-  std::unordered_set<std::string> h1_origins_;
+  // https:// origins ("host:port") that chose HTTP/1.1, and until when
+  // (Loop::now_ms) that holds.
+  std::unordered_map<std::string, uint64_t> h1_origins_;
+  bool known_http1(const std::string& key);
   std::string key_;                             // request_as()'s "host:port", reused
   std::vector<std::unique_ptr<Probe>> probes_;  // every one made; free ones listed
   Probe* free_probes_ = nullptr;

@@ -365,6 +365,28 @@ TEST_F(NginxH2, ARewindThatCancelsEndsTheRequestThere) {
   EXPECT_FALSE(std::filesystem::exists(*dir_ / "up/rewound.bin"));
 }
 
+// An origin that chose HTTP/1.1 is offered h2 again once http1_memory has
+// passed (servers get upgraded); it chooses HTTP/1.1 again and is remembered
+// again.
+TEST_F(NginxH2, AnOriginThatChoseHttp1IsAskedAgainLater) {
+  ClientOptions options = trusting();
+  options.http1_memory = 200ms;
+  Harness h(std::move(options));
+  std::string origin = "localhost:" + std::to_string(h1_port_);
+  auto remembered = [&] { return h.on_loop([&] { return h.client().remembers_http1(origin); }); };
+  EXPECT_FALSE(remembered());
+  Outcome first = h.fetch({.url = url(h1_port_, "/small.txt")});
+  ASSERT_TRUE(first.ok) << first.error;
+  EXPECT_EQ(proto(first), "HTTP/1.1");
+  EXPECT_TRUE(remembered());
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(remembered());
+  Outcome second = h.fetch({.url = url(h1_port_, "/small.txt")});
+  ASSERT_TRUE(second.ok) << second.error;
+  EXPECT_EQ(proto(second), "HTTP/1.1");
+  EXPECT_TRUE(remembered());
+}
+
 // ---- servers that misbehave (raw sockets, prior knowledge) ---------------------
 
 TEST(H2ClientRaw, ConnectionRefusedNamesTheUrl) {
