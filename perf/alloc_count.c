@@ -2,6 +2,7 @@
 //
 //   LD_PRELOAD=libember_alloc_count.so EMBER_ALLOC_COUNT_FILE=/tmp/counts server
 //   kill -USR2 <pid>   # writes the counters (atomically, via rename) to the file
+//   EMBER_ALLOC_COUNT_AT_EXIT=1   # ... and once more at exit
 //
 // Every call is forwarded to the next definition (dlsym RTLD_NEXT): glibc's
 // malloc, or mimalloc's where the program links it. mimalloc also defines the
@@ -281,6 +282,13 @@ static void on_usr2(int sig) {
   errno = saved;
 }
 
+// EMBER_ALLOC_COUNT_AT_EXIT=1: also write them when the process exits (for
+// programs that stop on their own, counted over their whole run).
+static int dump_at_exit;
+__attribute__((destructor)) static void alloc_count_fini(void) {
+  if (dump_at_exit && out_path[0]) on_usr2(0);
+}
+
 __attribute__((constructor)) static void alloc_count_init(void) {
   resolve();
   const char* path = getenv("EMBER_ALLOC_COUNT_FILE");
@@ -288,6 +296,8 @@ __attribute__((constructor)) static void alloc_count_init(void) {
   memcpy(out_path, path, strlen(path) + 1);
   memcpy(tmp_path, path, strlen(path));
   memcpy(tmp_path + strlen(path), ".tmp", 5);
+  const char* at_exit = getenv("EMBER_ALLOC_COUNT_AT_EXIT");
+  dump_at_exit = at_exit && at_exit[0] == '1';
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_usr2;

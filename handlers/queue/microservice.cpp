@@ -8,9 +8,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -96,12 +96,49 @@ struct Job {
   unsigned attempt = 1;
 };
 
-// The results of one job on their way to the broker (loop thread).
+// Jobs waiting for a worker, first in first out. A ring that only grows:
+// std::deque would allocate a block every 16 jobs and free one as often.
+class JobQueue {
+ public:
+  bool empty() const noexcept { return size_ == 0; }
+  void push(const Job& job) {
+    if (size_ == ring_.size()) {
+      std::vector<Job> bigger(std::max<size_t>(64, ring_.size() * 2));
+      for (size_t i = 0; i < size_; ++i)
+        bigger[i] = ring_[(head_ + i) % ring_.size()];
+      ring_.swap(bigger);
+      head_ = 0;
+    }
+    ring_[(head_ + size_++) % ring_.size()] = job;
+  }
+  Job pop() noexcept {
+    Job job = ring_[head_];
+    head_ = (head_ + 1) % ring_.size();
+    --size_;
+    return job;
+  }
+
+ private:
+  std::vector<Job> ring_;
+  size_t head_ = 0, size_ = 0;
+};
+
+// A finished job on its way from a worker to the loop.
+struct Completion {
+  Job job;
+  ProcessResult results;
+  std::string error;
+};
+
+// The results of one job on their way to the broker (loop thread). Pooled:
+// a confirm callback holds a plain pointer, small enough for
+// std::function's inline storage.
 struct Pending {
   Job job;
   size_t remaining = 0;
   size_t failed = 0;
   std::string error;
+  Pending* next_free = nullptr;
 };
 
 // Runs fn on the loop and waits (start-up and shutdown only).
@@ -144,11 +181,27 @@ struct Microservice::Impl {
   // settling one wake the waiter (otherwise every message would wake the
   // thread in start() twice for nothing).
   std::atomic<bool> draining{false};
-  std::deque<Job> jobs;
+  JobQueue jobs;
   bool stopping = false;
   bool shutdown = false;
   int signals = 0;
   std::vector<std::thread> workers;
+  // Workers hand finished jobs to the loop here; one mailbox item drains
+  // them all. The vectors keep their capacity: no allocation per job.
+  struct DrainItem : MailboxItem {
+    Impl* self = nullptr;
+  };
+  std::mutex completed_mu;
+  std::vector<Completion> completed, settling;
+  bool drain_posted = false;
+  DrainItem drain_item;
+  // Loop thread: Pending records, and result bodies carved out of one pool
+  // buffer at a time (each publish holds a slice; the buffer goes back to
+  // the pool with the last one).
+  std::vector<std::unique_ptr<Pending>> pending_store;
+  Pending* free_pending = nullptr;
+  MutableBuffer id_buffer;
+  size_t id_used = 0;
   Broker::ConsumerId consumer = 0;
   std::atomic<size_t> unsettled{0};  // deliveries not yet acked/nacked
 
@@ -266,8 +319,49 @@ struct Microservice::Impl {
   }
 
   // One process() call and its uploads; returns the error, empty when done.
+  // What one process() call opened and staged; read_file and write_file
+  // capture only a pointer to it, which std::function keeps inline.
+  struct Files {
+    Impl& s;
+    const Job& job;
+    std::vector<std::unique_ptr<S3InputFile>> inputs;
+    std::vector<std::unique_ptr<StagedFile>> outputs;
+    std::string dir;  // made on the first write_file
+
+    // Most requests write nothing, and mkdtemp + remove_all cost more than
+    // the relay itself.
+    void make_dir() {
+      if (!dir.empty()) return;
+      std::string base =
+          s.opt.temp_dir.empty() ? std::filesystem::temp_directory_path().string() : s.opt.temp_dir;
+      std::string pattern = base + "/" + s.name + "-" + std::to_string(job.request) + "-XXXXXX";
+      if (!::mkdtemp(pattern.data()))
+        throw std::runtime_error("cannot create a directory under " + base + ": " +
+                                 std::strerror(errno));
+      dir = std::move(pattern);
+    }
+    InputFile& read(std::string_view key, uint64_t object) {
+      auto bucket = s.bucket_for(key);
+      if (!bucket) throw std::runtime_error(bucket.error().message);
+      auto reader = s.store->open(*bucket, std::to_string(object));
+      if (!reader) throw std::runtime_error(reader.error().message);
+      inputs.push_back(std::make_unique<S3InputFile>(std::move(*reader)));
+      return *inputs.back();
+    }
+    OutputFile& write(std::string_view key, uint64_t object) {
+      auto bucket = s.bucket_for(key);
+      if (!bucket) throw std::runtime_error(bucket.error().message);
+      std::string name_on_s3 = std::to_string(object);
+      for (auto& o : outputs)
+        if (o->bucket() == *bucket && o->object() == name_on_s3) return *o;
+      make_dir();
+      std::string path = dir + "/" + std::to_string(outputs.size()) + "-" + name_on_s3;
+      outputs.push_back(std::make_unique<StagedFile>(path, *bucket, name_on_s3));
+      return *outputs.back();
+    }
+  };
+
   std::string run(const Job& job, std::unique_ptr<Database>& db, ProcessResult& results) {
-    std::string id = std::to_string(job.request);
     if (!db && opt.lazy_database) {
       db = Database::deferred(db_settings);
     } else if (!db) {
@@ -277,49 +371,25 @@ struct Microservice::Impl {
     } else if (db->opened()) {
       if (auto ok = db->ensure_connected(); !ok) return ok.error().message;
     }
-    // The request's directory is made on the first write_file: most requests
-    // write nothing, and mkdtemp + remove_all cost more than the relay itself.
-    std::string dir;
-    auto make_dir = [&] {
-      if (!dir.empty()) return;
-      std::string base =
-          opt.temp_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.temp_dir;
-      std::string pattern = base + "/" + name + "-" + id + "-XXXXXX";
-      if (!::mkdtemp(pattern.data()))
-        throw std::runtime_error("cannot create a directory under " + base + ": " +
-                                 std::strerror(errno));
-      dir = std::move(pattern);
+    Files files{*this, job, {}, {}, {}};
+    auto& inputs = files.inputs;
+    auto& outputs = files.outputs;
+    std::string& dir = files.dir;
+    ReadFileFn read_file = [f = &files](std::string_view key, uint64_t object) -> InputFile& {
+      return f->read(key, object);
     };
-
-    std::vector<std::unique_ptr<S3InputFile>> inputs;
-    std::vector<std::unique_ptr<StagedFile>> outputs;
-    ReadFileFn read_file = [&](std::string_view key, uint64_t object) -> InputFile& {
-      auto bucket = bucket_for(key);
-      if (!bucket) throw std::runtime_error(bucket.error().message);
-      auto reader = store->open(*bucket, std::to_string(object));
-      if (!reader) throw std::runtime_error(reader.error().message);
-      inputs.push_back(std::make_unique<S3InputFile>(std::move(*reader)));
-      return *inputs.back();
-    };
-    WriteFileFn write_file = [&](std::string_view key, uint64_t object) -> OutputFile& {
-      auto bucket = bucket_for(key);
-      if (!bucket) throw std::runtime_error(bucket.error().message);
-      std::string name_on_s3 = std::to_string(object);
-      for (auto& o : outputs)
-        if (o->bucket() == *bucket && o->object() == name_on_s3) return *o;
-      make_dir();
-      std::string path = dir + "/" + std::to_string(outputs.size()) + "-" + name_on_s3;
-      outputs.push_back(std::make_unique<StagedFile>(path, *bucket, name_on_s3));
-      return *outputs.back();
+    WriteFileFn write_file = [f = &files](std::string_view key, uint64_t object) -> OutputFile& {
+      return f->write(key, object);
     };
 
     std::string error;
     try {
       results = process(job.request, read_file, write_file, *db);
     } catch (const std::exception& e) {
-      error = "process(" + id + ") threw: " + e.what();
+      error = "process(" + std::to_string(job.request) + ") threw: " + e.what();
     } catch (...) {
-      error = "process(" + id + ") threw something that is not a std::exception";
+      error = "process(" + std::to_string(job.request) +
+              ") threw something that is not a std::exception";
     }
     inputs.clear();
     for (auto& o : outputs)
@@ -350,14 +420,31 @@ struct Microservice::Impl {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stopping || !jobs.empty(); });
         if (jobs.empty()) return;
-        job = jobs.front();
-        jobs.pop_front();
+        job = jobs.pop();
       }
       ProcessResult results;
       std::string error = run(job, db, results);
-      loop().post([this, job, results = std::move(results), error = std::move(error)](
-                      Loop&) mutable { settle(job, std::move(results), std::move(error)); });
+      {
+        std::lock_guard lock(completed_mu);
+        completed.push_back({job, std::move(results), std::move(error)});
+        if (drain_posted) continue;  // the loop has yet to drain: it takes this too
+        drain_posted = true;
+      }
+      loop().post(&drain_item);
     }
+  }
+
+  // Loop thread: settles every job the workers finished since the last drain.
+  static void drain_completed(MailboxItem* item, Loop*) {
+    Impl& s = *static_cast<DrainItem*>(item)->self;
+    {
+      std::lock_guard lock(s.completed_mu);
+      s.settling.swap(s.completed);
+      s.drain_posted = false;
+    }
+    for (Completion& c : s.settling)
+      s.settle(c.job, std::move(c.results), std::move(c.error));
+    s.settling.clear();
   }
 
   // ---- loop thread ----
@@ -385,7 +472,7 @@ struct Microservice::Impl {
     }
     {
       std::lock_guard lock(mu);
-      jobs.push_back(job);
+      jobs.push(job);
     }
     cv.notify_one();
   }
@@ -450,8 +537,9 @@ struct Microservice::Impl {
       props.flags = amqp::BasicProperties::kDeliveryMode;
       props.delivery_mode = 2;
     }
-    auto pending = std::make_shared<Pending>();
+    Pending* pending = take_pending();
     pending->job = job;
+    pending->remaining = 1;  // ours until every publish is made: one may fail at once
     for (const auto& [id, c] : results) {
       const std::vector<std::string>* queues = service.queues_for(c);
       if (!queues) {
@@ -462,31 +550,61 @@ struct Microservice::Impl {
       }
       for (const std::string& q : *queues) {
         ++pending->remaining;
-        broker->publish(
-            "", q, Bytes::copy(std::to_string(id)), props, [this, pending](const Confirm& c) {
-              if (c.ok()) {
-                count(&MicroserviceStats::published);
-              } else {
-                ++pending->failed;
-                pending->error =
-                    "publish: " + std::string(c.text.empty() ? "not confirmed" : c.text);
-              }
-              if (--pending->remaining == 0) done(*pending);
-            });
+        broker->publish("", q, id_bytes(id), props, [this, pending](const Confirm& c) {
+          if (c.ok()) {
+            count(&MicroserviceStats::published);
+          } else {
+            ++pending->failed;
+            pending->error = "publish: " + std::string(c.text.empty() ? "not confirmed" : c.text);
+          }
+          if (--pending->remaining == 0) done(pending);
+        });
       }
     }
-    if (pending->remaining == 0) done(*pending);
+    if (--pending->remaining == 0) done(pending);
   }
 
-  void done(Pending& p) {
-    if (p.failed == 0) {
+  // Settles the job once every result is confirmed (or failed), and gives
+  // the record back.
+  void done(Pending* p) {
+    Job job = p->job;
+    size_t failed = p->failed;
+    std::string error = std::move(p->error);
+    p->error.clear();
+    p->failed = 0;
+    p->next_free = free_pending;
+    free_pending = p;
+    if (failed == 0) {
       count(&MicroserviceStats::processed);
-      return settled(p.job.tag, true);
+      return settled(job.tag, true);
     }
     // Some results reached their queues: a retry publishes them again (said
     // here, never silently).
-    retry(p.job, std::to_string(p.failed) + " result publish(es) failed (" + p.error +
-                     "); the retry publishes every result of this request again");
+    retry(job, std::to_string(failed) + " result publish(es) failed (" + error +
+                   "); the retry publishes every result of this request again");
+  }
+
+  Pending* take_pending() {
+    if (Pending* p = free_pending) {
+      free_pending = p->next_free;
+      p->next_free = nullptr;
+      return p;
+    }
+    pending_store.push_back(std::make_unique<Pending>());
+    return pending_store.back().get();
+  }
+
+  // A result's body: its id in decimal, a slice of the current id buffer.
+  Bytes id_bytes(uint64_t id) {
+    constexpr size_t kMaxDigits = 20;
+    if (!id_buffer || id_buffer.capacity() - id_used < kMaxDigits) {
+      id_buffer = loop().buffers().take(4096);
+      id_used = 0;
+    }
+    char* at = reinterpret_cast<char*>(id_buffer.data() + id_used);
+    size_t n = static_cast<size_t>(std::to_chars(at, at + kMaxDigits, id).ptr - at);
+    id_used += n;
+    return Bytes::share(id_buffer.storage(), reinterpret_cast<const uint8_t*>(at), n);
   }
 
   void request_shutdown() {
@@ -633,6 +751,7 @@ int Microservice::start() {
   auto finish_loop = [&] {
     on_loop_and_wait(s.loop(), [&] {
       s.broker.reset();
+      s.id_buffer = MutableBuffer();  // the loop's pool goes with the reactor
       s.loop_db.reset();
       uv_close(reinterpret_cast<uv_handle_t*>(&s.sigterm), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&s.sigint), nullptr);
@@ -647,6 +766,8 @@ int Microservice::start() {
     finish_loop();
     return 1;
   }
+  s.drain_item.self = &s;
+  s.drain_item.run = &Impl::drain_completed;
   if (!s.opt.process_on_loop)
     for (unsigned i = 0; i < s.opt.workers; ++i)
       s.workers.emplace_back([&] { s.worker_main(); });
@@ -695,13 +816,13 @@ int Microservice::start() {
   for (auto& w : s.workers)
     w.join();  // a process() call in progress is waited for
   on_loop_and_wait(s.loop(), [&] {
-    std::deque<Job> left;
+    JobQueue left;
     {
       std::lock_guard lock(s.mu);
-      left.swap(s.jobs);
+      std::swap(left, s.jobs);
     }
-    for (const Job& j : left)
-      s.settled(j.tag, false);  // never started: back to the queue
+    while (!left.empty())
+      s.settled(left.pop().tag, false);  // never started: back to the queue
   });
   clean = s.wait_settled(deadline) && clean;
   std::promise<void> closed;

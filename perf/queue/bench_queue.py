@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--services", help="reuse a running services state dir (not stopped)")
     ap.add_argument("--out")
     ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--no-alloc", action="store_true",
+                    help="skip counting Ember's heap allocations per message")
     a = ap.parse_args()
     if a.quick:
         a.count, a.rounds = 3000, 1
@@ -166,7 +168,8 @@ def main():
                 return ["setsid"]  # still its own process group, so the driver can stop it all
             return [sched, "--cpu", cpu, "--"]
 
-        def one_run(relay, mode, rnd):
+        def one_run(relay, mode, rnd, count=None, relay_env=None, tag_log=""):
+            count = count or a.count
             prefetch, confirms, ember_confirms, _ = MODES[mode]
             kind = {"ember": "ember", "python-ember": "pyember"}.get(relay, "c")
             name = f"{tag}-{kind}-{mode}"
@@ -189,11 +192,13 @@ def main():
                 cmd = [rival, *broker, name + "-in", name + "-out", str(prefetch)]
                 if confirms:
                     cmd.append("--confirms")
+            if relay_env:  # the relay's alone: the driver must not count itself
+                cmd = ["env", *(f"{k}={v}" for k, v in relay_env.items()), *cmd]
             drv = ([] if a.no_pin else ["taskset", "-c", a.driver_cpu]) + [
-                driver, *broker, name + "-in", name + "-out", str(a.count),
+                driver, *broker, name + "-in", name + "-out", str(count),
                 "--timeout", str(timeout), "--base", str(10**12 + rnd * 10**8),
                 *(["--broker-pid", broker_pid] if broker_pid else []), "--", *pin(a.relay_cpu), *cmd]
-            logf = os.path.join(out, f"{relay}-{mode}-r{rnd}.log")
+            logf = os.path.join(out, f"{relay}-{mode}-r{rnd}{tag_log}.log")
             with open(logf, "w") as lf:
                 r = subprocess.run(drv, env=run_env, stdout=subprocess.PIPE, stderr=lf,
                                    timeout=timeout + 60)
@@ -230,6 +235,25 @@ def main():
                     log(f"[{k}/{total}] round {rnd + 1} {m:6} {relay:10} "
                         + (f"{res['rate']:8.0f} msg/s  {res['cpu_us']:6.1f} µs CPU/msg"
                            if res["ok"] else f"WRONG: {line_summary(res)}"))
+
+        # Heap allocations per message: Ember's relay under the LD_PRELOAD
+        # counter (perf/alloc_count.c), a short and a long run per mode; the
+        # difference cancels start-up and shutdown.
+        allocs = {}
+        shim = os.path.join(a.build, "perf", "libember_alloc_count.so")
+        if not a.no_alloc and ours == "ember" and ember_ok and os.path.exists(shim):
+            short, long_ = max(500, a.count // 5), a.count
+            for m in modes:
+                got = []
+                for n in (short, long_):
+                    path = os.path.join(out, f"alloc-{m}-{n}.txt")
+                    env = dict(LD_PRELOAD=shim, EMBER_ALLOC_COUNT_FILE=path,
+                               EMBER_ALLOC_COUNT_AT_EXIT="1")
+                    res = one_run("ember", m, 0, count=n, relay_env=env, tag_log=f"-alloc{n}")
+                    got.append(heap_calls(path) if res["ok"] else None)
+                if None not in got:
+                    allocs[m] = (got[1] - got[0]) / (long_ - short)
+                    log(f"heap allocations per message, {m}: {allocs[m]:.2f}")
 
         fields = ["round", "mode", "relay", "ok", "count", "received", "dup", "bad", "missing",
                   "left_in", "wall_s", "steady_s", "cpu_s", "steady_cpu_s", "broker_steady_cpu_s", "rate", "cpu_us", "broker_cpu_us", "total_rate"]
@@ -274,6 +298,11 @@ def main():
                 ok = v >= f if op == ">=" else v <= f
                 missed += not ok
                 lines.append(f"| {m} | {rr:.2f}× | {cr:.2f}× | {metric} {op} {f}× | {'PASS' if ok else 'FAIL'} |")
+        if allocs:
+            lines += ["", "| mode | Ember heap allocations per message |", "|---|---|"]
+            lines += [f"| {m} | {v:.2f} |" for m, v in allocs.items()]
+            lines += ["", "(LD_PRELOAD counter, runs of a fifth and all of --count messages; the "
+                      "relay's process() returns a new vector per message: 1 of them.)"]
         lines += ["", "Modes: " + "; ".join(f"{m}: {MODE_TEXT[m]}" for m in modes) + "."]
         text = "\n".join(lines)
         with open(os.path.join(out, "summary.md"), "w") as f:
@@ -316,6 +345,17 @@ def find_beam(state):
                 if st[st.rfind(")") + 2:].split()[1] == pid:
                     todo.append(d)
     return ""
+
+
+def heap_calls(path):
+    """Allocation calls in an alloc_count.c dump, or None."""
+    try:
+        kv = dict(ln.split() for ln in open(path) if len(ln.split()) == 2)
+    except OSError:
+        return None
+    names = ("malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign",
+             "valloc", "pvalloc", "reallocarray", "new")
+    return sum(int(kv.get(k, 0)) for k in names)
 
 
 def line_summary(res):
