@@ -217,7 +217,9 @@ void ConnectionImpl::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   if (c->rbuf_ && c->rbuf_->use_count() == 1) c->roff_ = 0;
   if (!c->rbuf_ || c->rbuf_->capacity() - c->roff_ < kMinReadTail) {
     if (c->rbuf_) c->rbuf_->release();
-    c->rbuf_ = std::move(c->loop_.pool_.take(c->loop_.options_.read_buffer_size)).release();
+    // roff_ is 32 bits: no read buffer beyond 1 GiB, whatever the option says.
+    size_t size = std::min<size_t>(c->loop_.options_.read_buffer_size, size_t{1} << 30);
+    c->rbuf_ = std::move(c->loop_.pool_.take(size)).release();
     c->roff_ = 0;
   }
   assert(c->rbuf_->capacity() <= UINT32_MAX);

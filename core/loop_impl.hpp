@@ -156,6 +156,7 @@ class ConnectionImpl final : public Connection {
   bool opened_ : 1 = false;   // handler got on_open
   bool started_ : 1 = false;  // socket connected and set up
   uint8_t paused_ : 2 = 0;    // PauseReason bits
+  static_assert((kPauseUser | kPauseOutput) < 4, "a new PauseReason needs a wider paused_");
 
  public:
   bool is_unix_ : 1;

@@ -298,6 +298,9 @@ __attribute__((constructor)) static void alloc_count_init(void) {
   memcpy(tmp_path + strlen(path), ".tmp", 5);
   const char* at_exit = getenv("EMBER_ALLOC_COUNT_AT_EXIT");
   dump_at_exit = at_exit && at_exit[0] == '1';
+  // Children (pass, gpg) would count themselves into the same file.
+  unsetenv("EMBER_ALLOC_COUNT_FILE");
+  unsetenv("EMBER_ALLOC_COUNT_AT_EXIT");
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_usr2;

@@ -419,7 +419,9 @@ struct Microservice::Impl {
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stopping || !jobs.empty(); });
-        if (jobs.empty()) return;
+        // Stopping (the shutdown timed out): jobs not started go back to
+        // their queue instead.
+        if (stopping) return;
         job = jobs.pop();
       }
       ProcessResult results;
@@ -435,8 +437,14 @@ struct Microservice::Impl {
   }
 
   // Loop thread: settles every job the workers finished since the last drain.
-  static void drain_completed(MailboxItem* item, Loop*) {
+  static void drain_completed(MailboxItem* item, Loop* loop) {
     Impl& s = *static_cast<DrainItem*>(item)->self;
+    if (!loop) {  // the loop is gone: the broker returns the deliveries to their queue
+      std::lock_guard lock(s.completed_mu);
+      s.completed.clear();
+      s.drain_posted = false;
+      return;
+    }
     {
       std::lock_guard lock(s.completed_mu);
       s.settling.swap(s.completed);

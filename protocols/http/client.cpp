@@ -1,7 +1,9 @@
 #include "protocols/http/client.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <utility>
 
 namespace ember::http {
@@ -84,8 +86,10 @@ struct RequestHandle::Probe final : http1::ClientHandler {
     bool replayable = refused && (!source.pull || !source.rewind || source.rewind());
     if (!live || gen != g) return;  // the caller's rewind() cancelled it
     if (replayable) {
-      client->h1_origins_[key] =
-          client->loop_.now_ms() + static_cast<uint64_t>(client->options_.http1_memory.count());
+      uint64_t now = client->loop_.now_ms();
+      uint64_t keep =
+          static_cast<uint64_t>(std::max<int64_t>(0, client->options_.http1_memory.count()));
+      client->h1_origins_[key] = now + std::min(keep, UINT64_MAX - now);
       on_h1 = true;
       auto again = client->h1_.request(rebuild(), *this);
       if (again) {

@@ -370,7 +370,7 @@ TEST_F(NginxH2, ARewindThatCancelsEndsTheRequestThere) {
 // again.
 TEST_F(NginxH2, AnOriginThatChoseHttp1IsAskedAgainLater) {
   ClientOptions options = trusting();
-  options.http1_memory = 200ms;
+  options.http1_memory = 2000ms;  // longer than the first fetch takes, even under ASan
   Harness h(std::move(options));
   std::string origin = "localhost:" + std::to_string(h1_port_);
   auto remembered = [&] { return h.on_loop([&] { return h.client().remembers_http1(origin); }); };
@@ -379,7 +379,7 @@ TEST_F(NginxH2, AnOriginThatChoseHttp1IsAskedAgainLater) {
   ASSERT_TRUE(first.ok) << first.error;
   EXPECT_EQ(proto(first), "HTTP/1.1");
   EXPECT_TRUE(remembered());
-  std::this_thread::sleep_for(300ms);
+  std::this_thread::sleep_for(2100ms);
   EXPECT_FALSE(remembered());
   Outcome second = h.fetch({.url = url(h1_port_, "/small.txt")});
   ASSERT_TRUE(second.ok) << second.error;
