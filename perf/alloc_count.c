@@ -298,9 +298,19 @@ __attribute__((constructor)) static void alloc_count_init(void) {
   memcpy(tmp_path + strlen(path), ".tmp", 5);
   const char* at_exit = getenv("EMBER_ALLOC_COUNT_AT_EXIT");
   dump_at_exit = at_exit && at_exit[0] == '1';
-  // Children (pass, gpg) would count themselves into the same file.
-  unsetenv("EMBER_ALLOC_COUNT_FILE");
-  unsetenv("EMBER_ALLOC_COUNT_AT_EXIT");
+  // The counted process is the first that loaded us; exec keeps its pid
+  // (wrappers such as ember-sched), children (pass, gpg) have their own and
+  // must not write their counts over its.
+  char self[24];
+  size_t n = put_u64(self, 0, sizeof self - 1, (uint64_t)getpid());
+  self[n] = 0;
+  const char* first = getenv("EMBER_ALLOC_COUNT_PID");
+  if (first && strcmp(first, self) != 0) {
+    out_path[0] = 0;
+    dump_at_exit = 0;
+    return;
+  }
+  setenv("EMBER_ALLOC_COUNT_PID", self, 1);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_usr2;
