@@ -268,7 +268,24 @@ void LoopImpl::on_prepare(uv_prepare_t* h) {
 
 void LoopImpl::on_spin(uv_idle_t*) {}
 
+void LoopImpl::defer(MailboxItem* item) noexcept {
+  item->next = nullptr;
+  if (deferred_tail_)
+    deferred_tail_->next = item;
+  else
+    deferred_ = item;
+  deferred_tail_ = item;
+}
+
 void LoopImpl::flush_dirty() noexcept {
+  // Deferred items first (in order; those they defer run in this call too):
+  // what they do may give connections output.
+  while (MailboxItem* item = deferred_) {
+    deferred_ = item->next;
+    if (!deferred_) deferred_tail_ = nullptr;
+    item->next = nullptr;
+    item->run(item, this);
+  }
   // Handlers may mark connections dirty while we flush; those go next round
   // within this same call so that no output waits for another loop turn.
   while (!dirty_.empty()) {
@@ -470,6 +487,9 @@ bool Loop::draining() const noexcept {
 }
 void Loop::post(MailboxItem* item) noexcept {
   impl(*this).mailbox_->post(item);
+}
+void Loop::defer(MailboxItem* item) noexcept {
+  impl(*this).defer(item);
 }
 const std::shared_ptr<Mailbox>& Loop::mailbox() const noexcept {
   return impl(*this).mailbox_;

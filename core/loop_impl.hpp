@@ -198,6 +198,7 @@ class LoopImpl final : public Loop {
   void add_connection(ConnectionImpl* c) noexcept;
   void remove_connection(ConnectionImpl* c) noexcept;
   void mark_dirty(ConnectionImpl* c) noexcept;
+  void defer(MailboxItem* item) noexcept;
   void forget_dirty(ConnectionImpl* c) noexcept;
   void maybe_finish() noexcept;
   // Input arrived: restart the busy-poll window.
@@ -261,6 +262,8 @@ class LoopImpl final : public Loop {
   std::vector<TimerEntry*> heap_;
   std::vector<std::unique_ptr<IoChain>> spare_chains_;
   std::vector<ConnectionImpl*> dirty_;
+  MailboxItem* deferred_ = nullptr;  // Loop::defer: run in the flush phase, in order
+  MailboxItem* deferred_tail_ = nullptr;
   std::vector<ConnectionImpl*> flushing_;
   ConnectionImpl* conns_ = nullptr;  // intrusive list
   std::vector<std::unique_ptr<Listener>> listeners_;

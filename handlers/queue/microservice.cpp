@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "ember/log.hpp"
 #include "ember/queue.hpp"
@@ -195,6 +197,11 @@ struct Microservice::Impl {
   std::vector<Completion> completed, settling;
   bool drain_posted = false;
   DrainItem drain_item;
+  // Loop thread: jobs queued this turn; the workers are woken once, at the
+  // end of the turn (Loop::defer), for all of them. Woken per job, a worker
+  // sharing the loop's core would preempt it for every message.
+  DrainItem wake_item;
+  size_t jobs_this_turn = 0;
   // Loop thread: Pending records, and result bodies carved out of one pool
   // buffer at a time (each publish holds a slice; the buffer goes back to
   // the pool with the last one).
@@ -412,27 +419,78 @@ struct Microservice::Impl {
     return error;
   }
 
+  // Loop thread, end of turn: wakes as many workers as jobs came.
+  static void wake_workers(MailboxItem* item, Loop*) {
+    Impl& s = *static_cast<DrainItem*>(item)->self;
+    size_t n = std::exchange(s.jobs_this_turn, 0);
+    if (n >= s.workers.size())
+      s.cv.notify_all();
+    else
+      while (n-- > 0)
+        s.cv.notify_one();
+  }
+
+  // Hands the finished jobs to the loop (one post covers them all).
+  void post_completions() {
+    {
+      std::lock_guard lock(completed_mu);
+      if (drain_posted || completed.empty()) return;
+      drain_posted = true;
+    }
+    loop().post(&drain_item);
+  }
+
   void worker_main() {
     std::unique_ptr<Database> db;
+    // Completions handed over without a post: the loop hears of them when
+    // this worker runs out of jobs, or after kMaxHold (a slow process() must
+    // not hold earlier results back).
+    constexpr auto kMaxHold = std::chrono::milliseconds(1);
+    bool holding = false;
+    std::chrono::steady_clock::time_point held_since;
     for (;;) {
       Job job;
+      bool more;
       {
         std::unique_lock lock(mu);
+        if (holding && jobs.empty()) {
+          lock.unlock();
+          post_completions();
+          holding = false;
+          lock.lock();
+        }
         cv.wait(lock, [&] { return stopping || !jobs.empty(); });
         // Stopping (the shutdown timed out): jobs not started go back to
         // their queue instead.
-        if (stopping) return;
+        if (stopping) {
+          lock.unlock();
+          post_completions();
+          return;
+        }
         job = jobs.pop();
+        more = !jobs.empty();
       }
       ProcessResult results;
       std::string error = run(job, db, results);
+      bool post = false;
       {
         std::lock_guard lock(completed_mu);
         completed.push_back({job, std::move(results), std::move(error)});
-        if (drain_posted) continue;  // the loop has yet to drain: it takes this too
-        drain_posted = true;
+        if (drain_posted) {  // the loop has yet to drain: it takes these too
+          holding = false;
+          continue;
+        }
+        auto now = std::chrono::steady_clock::now();
+        if (!holding) held_since = now;
+        if (!more || now - held_since >= kMaxHold) {
+          drain_posted = true;
+          post = true;
+          holding = false;
+        } else {
+          holding = true;
+        }
       }
-      loop().post(&drain_item);
+      if (post) loop().post(&drain_item);
     }
   }
 
@@ -482,7 +540,7 @@ struct Microservice::Impl {
       std::lock_guard lock(mu);
       jobs.push(job);
     }
-    cv.notify_one();
+    if (jobs_this_turn++ == 0) loop().defer(&wake_item);
   }
 
   void settled(DeliveryTag tag, bool ack) {
@@ -776,6 +834,8 @@ int Microservice::start() {
   }
   s.drain_item.self = &s;
   s.drain_item.run = &Impl::drain_completed;
+  s.wake_item.self = &s;
+  s.wake_item.run = &Impl::wake_workers;
   if (!s.opt.process_on_loop)
     for (unsigned i = 0; i < s.opt.workers; ++i)
       s.workers.emplace_back([&] { s.worker_main(); });

@@ -236,6 +236,13 @@ class Loop {
   // Thread-safe convenience for cold paths (allocates). Dropped if the loop
   // has stopped.
   void post(std::function<void(Loop&)> fn);
+  // Loop thread only. Runs item->run once at the end of this loop turn (the
+  // flush phase, after the I/O callbacks and before the loop polls again),
+  // ahead of the connections' output: to do once per turn what the turn's
+  // events asked for many times (wake a worker once for a batch of jobs).
+  // An item waits in one queue at a time: not deferred twice, not posted
+  // while deferred. run() gets this loop.
+  void defer(MailboxItem* item) noexcept;
   // Before run(), or on the loop thread. Runs `fn` on this loop's thread once
   // it has drained (no connection left), before its handles close: for
   // per-loop clients and state that must go while the loop still exists.

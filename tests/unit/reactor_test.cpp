@@ -17,8 +17,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -400,6 +402,44 @@ TEST(Reactor, PostAfterTheLoopStoppedRunsWithoutALoop) {
   bool called = false;
   reactor.loop(0).post([&called](Loop&) { called = true; });
   EXPECT_FALSE(called);  // dropped (and freed: LeakSanitizer would say otherwise)
+}
+
+// Deferred items run once each, in order, at the end of the turn that
+// deferred them; one deferred from a deferred item runs in that same flush.
+TEST(Reactor, DeferredItemsRunOnceInOrderAtTheEndOfTheTurn) {
+  Reactor reactor(options(1));
+  std::thread runner([&] { EXPECT_EQ(reactor.run(), 0); });
+  struct Item : MailboxItem {
+    std::vector<std::string>* log = nullptr;
+    std::string name;
+    Item* then = nullptr;  // deferred from this one's run
+    std::promise<void>* done = nullptr;
+  };
+  std::vector<std::string> log;
+  std::promise<void> done;
+  auto run = [](MailboxItem* self, Loop* loop) {
+    auto* it = static_cast<Item*>(self);
+    it->log->push_back(it->name);
+    if (it->then) loop->defer(it->then);
+    if (it->done) it->done->set_value();
+  };
+  Item a, b, c;
+  for (auto [item, name] : {std::pair{&a, "a"}, {&b, "b"}, {&c, "c"}}) {
+    item->log = &log;
+    item->name = name;
+    item->run = run;
+  }
+  a.then = &c;
+  c.done = &done;
+  reactor.loop(0).post([&](Loop& loop) {
+    loop.defer(&a);
+    loop.defer(&b);
+    log.push_back("task");  // the deferred ones run after this returns
+  });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  reactor.stop();
+  runner.join();
+  EXPECT_EQ(log, (std::vector<std::string>{"task", "a", "b", "c"}));
 }
 
 // ---- timers ---------------------------------------------------------------------
