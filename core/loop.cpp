@@ -128,6 +128,7 @@ LoopImpl::~LoopImpl() {
     close_handles();
     uv_run(&uv_, UV_RUN_DEFAULT);
   }
+  run_deferred(nullptr);  // like posts after the end: run without a loop
   int rc = uv_loop_close(&uv_);
   // No post writes it any more: `closed` was set and the senders waited for.
   ::close(mailbox_->state()->wake_fd);
@@ -278,17 +279,12 @@ void LoopImpl::defer(MailboxItem* item) noexcept {
 }
 
 void LoopImpl::flush_dirty() noexcept {
-  // Deferred items first (in order; those they defer run in this call too):
-  // what they do may give connections output.
-  while (MailboxItem* item = deferred_) {
-    deferred_ = item->next;
-    if (!deferred_) deferred_tail_ = nullptr;
-    item->next = nullptr;
-    item->run(item, this);
-  }
-  // Handlers may mark connections dirty while we flush; those go next round
-  // within this same call so that no output waits for another loop turn.
-  while (!dirty_.empty()) {
+  // Deferred items first (in order): what they do may give connections
+  // output. Items deferred or connections marked dirty meanwhile (also from
+  // on_writable) go next round within this same call, so that nothing waits
+  // for another loop turn.
+  while (deferred_ || !dirty_.empty()) {
+    run_deferred(this);
     flushing_.swap(dirty_);
     for (ConnectionImpl* c : flushing_) {
       if (!c) continue;
@@ -296,6 +292,15 @@ void LoopImpl::flush_dirty() noexcept {
       c->flush();
     }
     flushing_.clear();
+  }
+}
+
+void LoopImpl::run_deferred(Loop* loop) noexcept {
+  while (MailboxItem* item = deferred_) {
+    deferred_ = item->next;
+    if (!deferred_) deferred_tail_ = nullptr;
+    item->next = nullptr;
+    item->run(item, loop);
   }
 }
 
@@ -369,6 +374,7 @@ void LoopImpl::close_handles() noexcept {
   while (s->senders.load(std::memory_order_seq_cst) != 0)
     std::this_thread::yield();
   s->drain(this);  // items that raced with closing still run here, on the loop
+  run_deferred(this);
   auto close = [](auto* h) {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(h)))
       uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);

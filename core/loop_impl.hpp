@@ -199,6 +199,7 @@ class LoopImpl final : public Loop {
   void remove_connection(ConnectionImpl* c) noexcept;
   void mark_dirty(ConnectionImpl* c) noexcept;
   void defer(MailboxItem* item) noexcept;
+  void run_deferred(Loop* loop) noexcept;
   void forget_dirty(ConnectionImpl* c) noexcept;
   void maybe_finish() noexcept;
   // Input arrived: restart the busy-poll window.

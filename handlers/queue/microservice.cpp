@@ -453,7 +453,8 @@ struct Microservice::Impl {
       bool more;
       {
         std::unique_lock lock(mu);
-        if (holding && jobs.empty()) {
+        if (holding &&
+            (jobs.empty() || std::chrono::steady_clock::now() - held_since >= kMaxHold)) {
           lock.unlock();
           post_completions();
           holding = false;
@@ -470,6 +471,7 @@ struct Microservice::Impl {
         job = jobs.pop();
         more = !jobs.empty();
       }
+      auto started = std::chrono::steady_clock::now();
       ProcessResult results;
       std::string error = run(job, db, results);
       bool post = false;
@@ -482,7 +484,10 @@ struct Microservice::Impl {
         }
         auto now = std::chrono::steady_clock::now();
         if (!holding) held_since = now;
-        if (!more || now - held_since >= kMaxHold) {
+        // Held only while jobs are fast: behind a slow next process() it
+        // would wait for as long as that runs.
+        bool fast = now - started < kMaxHold / 10;
+        if (!more || !fast || now - held_since >= kMaxHold) {
           drain_posted = true;
           post = true;
           holding = false;

@@ -241,7 +241,9 @@ class Loop {
   // ahead of the connections' output: to do once per turn what the turn's
   // events asked for many times (wake a worker once for a batch of jobs).
   // An item waits in one queue at a time: not deferred twice, not posted
-  // while deferred. run() gets this loop.
+  // while deferred; one that defers itself from run() every time keeps the
+  // loop from polling. run() gets this loop, or nullptr when the loop ended
+  // before the turn did.
   void defer(MailboxItem* item) noexcept;
   // Before run(), or on the loop thread. Runs `fn` on this loop's thread once
   // it has drained (no connection left), before its handles close: for
