@@ -650,18 +650,11 @@ void PeerAddress::format(std::string& out) const {
       out.append(std::string_view("unix"));
       return;
     case Family::ipv4:
-      // By hand: this runs for every request of an HTTP/1.1 connection.
+      // Without inet_ntop: this runs for every request of an HTTP/1.1 connection.
       for (int i = 0; i < 4; ++i) {
         if (i) out.push_back('.');
         char d[3];
-        int n = 0;
-        unsigned v = address[i];
-        do {
-          d[n++] = static_cast<char>('0' + v % 10);
-          v /= 10;
-        } while (v);
-        while (n)
-          out.push_back(d[--n]);
+        out.append(d, std::to_chars(d, d + sizeof d, address[i]).ptr);
       }
       break;
     case Family::ipv6:

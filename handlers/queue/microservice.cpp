@@ -474,7 +474,6 @@ struct Microservice::Impl {
       auto started = std::chrono::steady_clock::now();
       ProcessResult results;
       std::string error = run(job, db, results);
-      bool post = false;
       {
         std::lock_guard lock(completed_mu);
         completed.push_back({job, std::move(results), std::move(error)});
@@ -487,15 +486,9 @@ struct Microservice::Impl {
         // Held only while jobs are fast: behind a slow next process() it
         // would wait for as long as that runs.
         bool fast = now - started < kMaxHold / 10;
-        if (!more || !fast || now - held_since >= kMaxHold) {
-          drain_posted = true;
-          post = true;
-          holding = false;
-        } else {
-          holding = true;
-        }
+        holding = more && fast && now - held_since < kMaxHold;
       }
-      if (post) loop().post(&drain_item);
+      if (!holding) post_completions();
     }
   }
 
