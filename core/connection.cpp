@@ -282,6 +282,12 @@ void ConnectionImpl::flush() noexcept {
     return;
   }
   if (writing_) return;
+  if (write_failed_) {
+    if (extra_) extra_->retired.clear();
+    return_output();
+    if (closing_) do_close();
+    return;
+  }
   if (tls()) {
     flush_tls();
     return;
@@ -315,7 +321,7 @@ void ConnectionImpl::write_out() noexcept {
                        static_cast<unsigned>(out.iov_count()));
   if (n == UV_EAGAIN || n == UV_ENOSYS) n = 0;
   if (n < 0) {
-    fail(n);
+    write_failed(n);
     return;
   }
   out.consume(static_cast<size_t>(n));
@@ -337,7 +343,7 @@ void ConnectionImpl::write_out() noexcept {
   if (rc != 0) {
     writing_ = false;
     release_write_request();
-    fail(rc);
+    write_failed(rc);
     return;
   }
   // The peer is not taking its output: stop reading its input until it does.
@@ -356,12 +362,30 @@ void ConnectionImpl::on_write(uv_write_t* req, int status) {
   c->return_output();
   if (c->closed_) return;
   if (status < 0) {
-    c->fail(status);
+    c->write_failed(status);
     return;
   }
   c->resume(kPauseOutput);
   // The handler may have produced more while we waited.
   c->loop_.mark_dirty(c);
+}
+
+// A reset (or a peer gone) fails the write, yet what the peer sent before it
+// may still wait in the receive buffer: a server that refuses an upload
+// answers at once and closes with the body unread. So a client drops its
+// output and reads on until the input ends, then closes with the write's
+// error. A server has nobody left to answer; other errors, or a close
+// already asked for, end the connection now too.
+void ConnectionImpl::write_failed(int error) noexcept {
+  if (!outbound() || closing_ || closed_ || (error != UV_EPIPE && error != UV_ECONNRESET)) {
+    fail(error);
+    return;
+  }
+  write_failed_ = true;
+  close_error_ = error;
+  extra().error_text = uv_strerror(error);
+  return_output();
+  resume(kPauseOutput);  // no output is waiting any more
 }
 
 void ConnectionImpl::close() noexcept {
@@ -372,6 +396,7 @@ void ConnectionImpl::close() noexcept {
 
 void ConnectionImpl::fail(int error, std::string text) noexcept {
   if (closed_) return;
+  if (write_failed_ && error == 0) error = close_error_;  // input ended after a failed write
   close_error_ = error;
   if (!text.empty())
     extra().error_text = std::move(text);

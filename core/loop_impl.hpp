@@ -51,7 +51,7 @@ class ConnectionImpl final : public Connection {
   enum PauseReason : uint8_t { kPauseUser = 1, kPauseOutput = 2 };
   void pause(uint8_t reason) noexcept;
   void resume(uint8_t reason) noexcept;
-  bool closing() const noexcept { return closing_ || closed_; }
+  bool closing() const noexcept { return closing_ || closed_ || write_failed_; }
   void set_deadline(uint64_t delay_ms) noexcept;
   void clear_deadline() noexcept;
   void switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread);
@@ -71,6 +71,7 @@ class ConnectionImpl final : public Connection {
   void flush() noexcept;  // flush phase
   void drain() noexcept;  // reactor drain notice
   void fail(int error, std::string text = {}) noexcept;
+  void write_failed(int error) noexcept;
 
   // Outbound: resolve (when `host` is a name), connect, then start().
   void connect_tcp(const std::string& host, uint16_t port, ConnectOptions options);
@@ -153,9 +154,10 @@ class ConnectionImpl final : public Connection {
   bool closing_ : 1 = false;  // close() requested: flush, then close
   bool closed_ : 1 = false;   // uv_close issued
   bool reading_ : 1 = false;
-  bool opened_ : 1 = false;   // handler got on_open
-  bool started_ : 1 = false;  // socket connected and set up
-  uint8_t paused_ : 2 = 0;    // PauseReason bits
+  bool opened_ : 1 = false;        // handler got on_open
+  bool started_ : 1 = false;       // socket connected and set up
+  uint8_t paused_ : 2 = 0;         // PauseReason bits
+  bool write_failed_ : 1 = false;  // a client's peer reset: output dropped, input read to its end
   static_assert((kPauseUser | kPauseOutput) < 4, "a new PauseReason needs a wider paused_");
 
  public:

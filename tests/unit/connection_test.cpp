@@ -470,6 +470,68 @@ TEST(Connection, ConnectTimesOut) {
   ::close(lfd);
 }
 
+// Uploads without end and records what comes back.
+struct Uploader : ConnectionHandler {
+  explicit Uploader(Client::Seen* seen) : seen(seen) {}
+  void on_open(Connection& c) override {
+    seen->opened = true;
+    c.want_write();
+  }
+  void on_data(Connection&, const Bytes& data) override { seen->answer += data.view(); }
+  void on_writable(Connection& c, IoChain& out) override {
+    out.append(piece);
+    c.want_write();
+  }
+  void on_drain(Connection& c) override { c.close(); }
+  void on_close(Connection& c, int error) override {
+    seen->error_text = c.error_text();
+    seen->error = error;
+    seen->closed = true;
+  }
+  Client::Seen* seen;
+  Bytes piece = Bytes::from(std::string(256 * 1024, 'u'));
+};
+
+// A server that refuses an upload answers and closes with the upload unread:
+// its kernel resets the connection and the client's next write fails. The
+// answer is in the client's receive buffer by then, and it still gets it.
+TEST(Connection, AClientReadsWhatItsPeerSentBeforeResettingIt) {
+  for (int round = 0; round < 5; ++round) {
+    uint16_t port = 0;
+    int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(lfd, 1), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    std::thread server([lfd] {
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) return;
+      recv_n(fd, 1000);
+      ::send(fd, "refused", 7, MSG_NOSIGNAL);
+      ::close(fd);  // unread input: a reset
+    });
+    Reactor reactor(one_loop());
+    Client::Seen seen;
+    {
+      Running run(reactor);
+      reactor.loop(0).post(
+          [&](Loop& loop) { loop.connect("127.0.0.1", port, std::make_unique<Uploader>(&seen)); });
+      ASSERT_TRUE(wait_until([&] { return seen.closed.load(); })) << "round " << round;
+    }
+    server.join();
+    ::close(lfd);
+    EXPECT_EQ(seen.answer, "refused") << "round " << round;
+    // The reset, or the end of input when libuv took the reset for a queued write.
+    int e = seen.error.load();
+    EXPECT_TRUE(e == 0 || e == UV_ECONNRESET || e == UV_EPIPE)
+        << "round " << round << ": " << e << " " << seen.error_text;
+  }
+}
+
 // ---- backoff and CPUs ---------------------------------------------------------------
 
 TEST(Backoff, DoublesWithJitterUpToTheCapAndResets) {

@@ -538,5 +538,39 @@ TEST(Http1ClientRaw, CancelFromABodyCallback) {
   });
 }
 
+// A server that refuses an upload answers at once and closes with the body
+// unread, so its kernel resets the connection. The client's next write fails,
+// but the answer already sits in its receive buffer: the caller gets the 413,
+// not "connection reset".
+TEST(Http1ClientRaw, AnEarlyAnswerToAnUploadSurvivesTheReset) {
+  RawServer server([](int fd, int) {
+    std::string head;
+    char c;
+    while (head.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1)
+      head.push_back(c);
+    send_all(fd,
+             "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n"
+             "Connection: close\r\n\r\ntoo big!");
+    // Closed by the harness with the body unread: a reset, not a FIN.
+  });
+  Harness h;
+  for (int round = 0; round < 5; ++round) {
+    Bytes piece = Bytes::from(std::string(256 * 1024, 'u'));
+    constexpr uint64_t kTotal = 64ull << 20;
+    BodySource src;
+    src.length = kTotal;
+    uint64_t pulled = 0;
+    src.pull = [&pulled, piece] {
+      if (pulled == kTotal) return BodyChunk::end();
+      pulled += piece.size();
+      return BodyChunk::data(piece);
+    };
+    Outcome o = h.fetch({.method = "PUT", .url = server.url("/up"), .source = std::move(src)});
+    ASSERT_TRUE(o.ok) << "round " << round << ": " << o.error;
+    EXPECT_EQ(o.status, 413);
+    EXPECT_EQ(o.body, "too big!");
+  }
+}
+
 }  // namespace
 }  // namespace ember::http1::test
