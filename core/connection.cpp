@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <charconv>
 #include <climits>
@@ -23,22 +24,6 @@ static_assert(sizeof(uv_buf_t) == sizeof(iovec) && alignof(uv_buf_t) == alignof(
               "IoChain hands its iovecs to libuv as uv_buf_t");
 
 }  // namespace
-
-struct ConnectionImpl::TlsLayer final : tls::Sink {
-  explicit TlsLayer(ConnectionImpl& conn) : c(conn) { plain.use_pool(conn.loop_.pool_); }
-  // Decrypted input goes to the handler; the handshake opens it.
-  void on_handshake_done() override { c.open_handler(); }
-  void on_plaintext(const Bytes& data) override {
-    if (!c.closed_) c.handler_->on_data(c, data);
-  }
-
-  ConnectionImpl& c;
-  std::shared_ptr<tls::ServerContext> server;  // kept alive with the engine
-  std::shared_ptr<tls::ClientContext> client;
-  std::unique_ptr<tls::Engine> engine;
-  IoChain plain;  // the handler's output before encryption
-  bool shutdown = false;
-};
 
 // An idle plaintext connection is this object, its handler and libuv's
 // bookkeeping; 384 bytes is a mimalloc size class.
@@ -77,9 +62,34 @@ void ConnectionImpl::return_output() noexcept {
 }
 
 void ConnectionImpl::use_tls_server(std::shared_ptr<tls::ServerContext> ctx) {
-  Extra& x = extra();
-  if (!x.tls_layer) x.tls_layer = std::make_unique<TlsLayer>(*this);
-  x.tls_layer->server = std::move(ctx);
+  tls_hooks().use_server(*this, std::move(ctx));
+}
+
+namespace {
+std::atomic<const ConnectionImpl::TlsHooks*> installed_tls{nullptr};
+}  // namespace
+
+void ConnectionImpl::install_tls(const TlsHooks* hooks) noexcept {
+  installed_tls.store(hooks, std::memory_order_release);
+}
+
+// Only a connection with a TLS context asks, and making the context installed them.
+const ConnectionImpl::TlsHooks& ConnectionImpl::tls_hooks() noexcept {
+  const TlsHooks* hooks = installed_tls.load(std::memory_order_acquire);
+  assert(hooks);
+  return *hooks;
+}
+
+void ConnectionImpl::TlsLayerDelete::operator()(TlsLayer* layer) const noexcept {
+  tls_hooks().destroy(layer);
+}
+
+std::string_view ConnectionImpl::alpn() const noexcept {
+  return tls() ? tls_hooks().alpn(*tls()) : std::string_view();
+}
+
+std::string_view ConnectionImpl::server_name() const noexcept {
+  return tls() ? tls_hooks().server_name(*tls()) : std::string_view();
 }
 
 int ConnectionImpl::init_handle() {
@@ -100,8 +110,8 @@ void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
     uv_send_buffer_size(&h_.handle, &value);  // capped by net.core.wmem_max; best effort
   }
   started_ = true;
-  if ((tls_layer() && tls_layer()->server) || (ob && ob->options.tls)) {
-    start_tls();
+  if ((tls_layer() && tls_hooks().has_server(*tls_layer())) || (ob && ob->options.tls)) {
+    tls_hooks().start(*this);
     if (closed_) return;
   }
   if (!paused_) {
@@ -113,84 +123,6 @@ void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
     }
   }
   if (!tls()) open_handler();  // with TLS: once the handshake is done
-}
-
-void ConnectionImpl::start_tls() noexcept {
-  Extra& x = extra();
-  if (!x.tls_layer) x.tls_layer = std::make_unique<TlsLayer>(*this);
-  TlsLayer& layer = *x.tls_layer;
-  if (layer.server) {
-    layer.engine = tls::Engine::server(*layer.server, loop_.pool_);
-    if (!deadline_.armed())
-      set_deadline(static_cast<uint64_t>(loop_.options_.tls_handshake_timeout.count()));
-  } else {
-    Outbound& ob = *x.outbound;
-    layer.client = ob.options.tls;
-    std::string host = ob.options.server_name;
-    if (host.empty()) host = ob.target.substr(0, ob.target.rfind(':'));
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    layer.engine = tls::Engine::client(*layer.client, host, loop_.pool_, ob.port);
-  }
-  x.tls = layer.engine.get();
-  if (!x.tls) {
-    fail(UV_ENOMEM, "TLS: cannot create a session (out of memory)");
-    return;
-  }
-  loop_.mark_dirty(this);  // a client's ClientHello goes out in the flush
-}
-
-void ConnectionImpl::feed_tls(const Bytes& data) noexcept {
-  tls::Engine* tls = extra_->tls;
-  Result<void> r = tls->feed(data, *extra_->tls_layer);
-  if (closed_) return;
-  if (!r) {
-    // Send the alert OpenSSL queued, then close.
-    extra_->error_text = r.error().message;
-    close_error_ = UV_EPROTO;
-    closing_ = true;
-    loop_.mark_dirty(this);
-    return;
-  }
-  if (tls->peer_closed()) {
-    close();  // close_notify: the peer sends nothing more
-    return;
-  }
-  if (tls->wants_write()) loop_.mark_dirty(this);
-}
-
-void ConnectionImpl::flush_tls() noexcept {
-  TlsLayer& layer = *extra_->tls_layer;
-  tls::Engine* tls = extra_->tls;
-  IoChain& out = output();
-  if (opened_ && !tls->failed()) {
-    for (auto& old : extra_->retired)
-      old->on_writable(*this, layer.plain);
-    extra_->retired.clear();
-    handler_->on_writable(*this, layer.plain);
-    if (closed_) return;
-    if (!layer.plain.empty()) {
-      Result<void> r = tls->encrypt(layer.plain, out);
-      if (!r) {
-        fail(UV_EPROTO, r.error().message);
-        return;
-      }
-    }
-    if (closing_ && !layer.shutdown && out.size() < loop_.options_.output_high_water) {
-      layer.shutdown = true;
-      tls->shutdown();
-    }
-  }
-  Result<void> r = tls->produce(out);
-  if (!r && out.empty()) {
-    fail(UV_EPROTO, r.error().message);
-    return;
-  }
-  if (out.empty()) {
-    return_output();
-    if (closing_) do_close();
-    return;
-  }
-  write_out();
 }
 
 void ConnectionImpl::open_handler() noexcept {
@@ -246,7 +178,7 @@ void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
       c->roff_ += static_cast<uint32_t>(nread);
       if (c->closed_) return;
       if (c->tls())
-        c->feed_tls(data);
+        tls_hooks().feed(*c, data);
       else
         c->handler_->on_data(*c, data);
     }
@@ -289,7 +221,7 @@ void ConnectionImpl::flush() noexcept {
     return;
   }
   if (tls()) {
-    flush_tls();
+    tls_hooks().flush(*this);
     return;
   }
   if (!opened_) return;

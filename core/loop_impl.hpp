@@ -62,10 +62,8 @@ class ConnectionImpl final : public Connection {
   // the handshake is done. Call before start().
   void use_tls_server(std::shared_ptr<tls::ServerContext> ctx);
   bool secure() const noexcept { return tls() != nullptr; }
-  std::string_view alpn() const noexcept { return tls() ? tls()->alpn() : std::string_view(); }
-  std::string_view server_name() const noexcept {
-    return tls() ? tls()->server_name() : std::string_view();
-  }
+  std::string_view alpn() const noexcept;
+  std::string_view server_name() const noexcept;
   const std::string& error_text() const noexcept;
 
   void flush() noexcept;  // flush phase
@@ -104,9 +102,32 @@ class ConnectionImpl final : public Connection {
   void flush_tls() noexcept;
   void drop_read_buffer_if_unused() noexcept;
 
+ public:
   // Everything TLS needs, allocated only for a TLS connection (an idle
   // plaintext connection should cost as little memory as possible).
   struct TlsLayer;
+  struct TlsLayerDelete {
+    void operator()(TlsLayer* layer) const noexcept;
+  };
+  // The TLS half of a connection (connection_tls.cpp), reached only through
+  // this table, which the first TLS context installs (tls::ServerContext or
+  // ClientContext::create). A program that makes none, such as a Flame
+  // instance server on its Unix socket, links and loads no OpenSSL at all.
+  struct TlsHooks {
+    void (*use_server)(ConnectionImpl&, std::shared_ptr<tls::ServerContext>);
+    void (*destroy)(TlsLayer*) noexcept;
+    bool (*has_server)(const TlsLayer&) noexcept;
+    void (*start)(ConnectionImpl&) noexcept;
+    void (*feed)(ConnectionImpl&, const Bytes&) noexcept;
+    void (*flush)(ConnectionImpl&) noexcept;
+    std::string_view (*alpn)(const tls::Engine&) noexcept;
+    std::string_view (*server_name)(const tls::Engine&) noexcept;
+  };
+  static void install_tls(const TlsHooks* hooks) noexcept;
+  static const TlsHooks& openssl_hooks() noexcept;  // connection_tls.cpp
+
+ private:
+  static const TlsHooks& tls_hooks() noexcept;
   // Outbound connections only.
   struct Outbound {
     uv_getaddrinfo_t resolve;
@@ -122,7 +143,7 @@ class ConnectionImpl final : public Connection {
   // plaintext connection pays one pointer for all of it. Every byte here
   // counts 10,000 times over (RSS per idle connection is a target).
   struct Extra {
-    std::unique_ptr<TlsLayer> tls_layer;
+    std::unique_ptr<TlsLayer, TlsLayerDelete> tls_layer;
     tls::Engine* tls = nullptr;  // tls_layer's engine, once the handshake started
     std::unique_ptr<Outbound> outbound;
     std::vector<std::unique_ptr<ConnectionHandler>> retired;  // switched away from; freed in flush

@@ -308,6 +308,7 @@ ServerContext::~ServerContext() {
 }
 
 Result<std::shared_ptr<ServerContext>> ServerContext::create(ServerConfig config) {
+  detail::enable_connection_tls();
   if (config.certificates.empty()) return Error("TLS: a server needs at least one certificate");
   auto wire = alpn_wire(config.alpn);
   if (!wire) return wire.error();
@@ -407,6 +408,7 @@ ClientContext::~ClientContext() {
 }
 
 Result<std::shared_ptr<ClientContext>> ClientContext::create(ClientConfig config) {
+  detail::enable_connection_tls();
   auto wire = alpn_wire(config.alpn);
   if (!wire) return wire.error();
   std::shared_ptr<ClientContext> self(new ClientContext(std::move(config)));

@@ -41,6 +41,12 @@ struct ssl_ctx_st;
 struct ssl_session_st;
 struct bio_st;
 
+namespace ember::detail {
+// Lets connections use TLS (core/connection_tls.cpp); every context's
+// create() calls it, so a program that makes no context loads no OpenSSL.
+void enable_connection_tls() noexcept;
+}  // namespace ember::detail
+
 namespace ember::tls {
 
 // Protocol versions are named as OpenSSL prints them: "TLSv1.2", "TLSv1.3"
