@@ -190,7 +190,9 @@ void ConnectionImpl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf)
   // their connection is freed.
   c->drop_read_buffer_if_unused();
   if (nread == 0) return;
-  c->fail(nread == UV_EOF ? 0 : static_cast<int>(nread));
+  // The end of input after a failed write: the write's error says what happened.
+  if (nread == UV_EOF) nread = c->write_failed_ ? c->close_error_ : 0;
+  c->fail(static_cast<int>(nread));
 }
 
 // Nobody holds a slice: hand the buffer back, so an idle connection holds no
@@ -306,10 +308,12 @@ void ConnectionImpl::on_write(uv_write_t* req, int status) {
 // may still wait in the receive buffer: a server that refuses an upload
 // answers at once and closes with the body unread. So a client drops its
 // output and reads on until the input ends, then closes with the write's
-// error. A server has nobody left to answer; other errors, or a close
-// already asked for, end the connection now too.
+// error. A server has nobody left to answer; a handler that holds its input
+// back would keep the dead connection open; other errors, or a close already
+// asked for: all of these end the connection now.
 void ConnectionImpl::write_failed(int error) noexcept {
-  if (!outbound() || closing_ || closed_ || (error != UV_EPIPE && error != UV_ECONNRESET)) {
+  if (!outbound() || closing_ || closed_ || (paused_ & kPauseUser) ||
+      (error != UV_EPIPE && error != UV_ECONNRESET)) {
     fail(error);
     return;
   }
@@ -328,7 +332,6 @@ void ConnectionImpl::close() noexcept {
 
 void ConnectionImpl::fail(int error, std::string text) noexcept {
   if (closed_) return;
-  if (write_failed_ && error == 0) error = close_error_;  // input ended after a failed write
   close_error_ = error;
   if (!text.empty())
     extra().error_text = std::move(text);
@@ -368,6 +371,10 @@ void ConnectionImpl::maybe_delete() noexcept {
 }
 
 void ConnectionImpl::pause(uint8_t reason) noexcept {
+  if (write_failed_ && (reason & kPauseUser)) {
+    fail(close_error_);  // nothing would end the dead connection while paused
+    return;
+  }
   paused_ = static_cast<uint8_t>(paused_ | reason);
   if (reading_) {
     uv_read_stop(&h_.stream);

@@ -472,9 +472,11 @@ TEST(Connection, ConnectTimesOut) {
 
 // Uploads without end and records what comes back.
 struct Uploader : ConnectionHandler {
-  explicit Uploader(Client::Seen* seen) : seen(seen) {}
+  explicit Uploader(Client::Seen* seen, bool hold_input = false)
+      : seen(seen), hold_input(hold_input) {}
   void on_open(Connection& c) override {
     seen->opened = true;
+    if (hold_input) c.pause_reading();
     c.want_write();
   }
   void on_data(Connection&, const Bytes& data) override { seen->answer += data.view(); }
@@ -489,7 +491,39 @@ struct Uploader : ConnectionHandler {
     seen->closed = true;
   }
   Client::Seen* seen;
+  bool hold_input;
   Bytes piece = Bytes::from(std::string(256 * 1024, 'u'));
+};
+
+// A listener whose one connection reads a little, answers, and closes with
+// the rest unread: a reset.
+struct RefusingServer {
+  RefusingServer() {
+    lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd, 1) != 0)
+      return;
+    socklen_t len = sizeof a;
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    thread = std::thread([this] {
+      int fd = ::accept(lfd, nullptr, nullptr);
+      if (fd < 0) return;
+      recv_n(fd, 1000);
+      ::send(fd, "refused", 7, MSG_NOSIGNAL);
+      ::close(fd);  // unread input: a reset
+    });
+  }
+  ~RefusingServer() {
+    ::shutdown(lfd, SHUT_RDWR);
+    if (thread.joinable()) thread.join();
+    ::close(lfd);
+  }
+  int lfd = -1;
+  uint16_t port = 0;
+  std::thread thread;
 };
 
 // A server that refuses an upload answers and closes with the upload unread:
@@ -497,39 +531,40 @@ struct Uploader : ConnectionHandler {
 // answer is in the client's receive buffer by then, and it still gets it.
 TEST(Connection, AClientReadsWhatItsPeerSentBeforeResettingIt) {
   for (int round = 0; round < 5; ++round) {
-    uint16_t port = 0;
-    int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(::listen(lfd, 1), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    std::thread server([lfd] {
-      int fd = ::accept(lfd, nullptr, nullptr);
-      if (fd < 0) return;
-      recv_n(fd, 1000);
-      ::send(fd, "refused", 7, MSG_NOSIGNAL);
-      ::close(fd);  // unread input: a reset
-    });
+    RefusingServer server;
+    ASSERT_NE(server.port, 0);
     Reactor reactor(one_loop());
     Client::Seen seen;
     {
       Running run(reactor);
-      reactor.loop(0).post(
-          [&](Loop& loop) { loop.connect("127.0.0.1", port, std::make_unique<Uploader>(&seen)); });
+      reactor.loop(0).post([&](Loop& loop) {
+        loop.connect("127.0.0.1", server.port, std::make_unique<Uploader>(&seen));
+      });
       ASSERT_TRUE(wait_until([&] { return seen.closed.load(); })) << "round " << round;
     }
-    server.join();
-    ::close(lfd);
     EXPECT_EQ(seen.answer, "refused") << "round " << round;
     // The reset, or the end of input when libuv took the reset for a queued write.
     int e = seen.error.load();
     EXPECT_TRUE(e == 0 || e == UV_ECONNRESET || e == UV_EPIPE)
         << "round " << round << ": " << e << " " << seen.error_text;
   }
+}
+
+// A client holding its input back would never read to the end of it: the
+// reset closes its connection at once, as before, instead of leaving it open.
+TEST(Connection, AClientHoldingItsInputBackClosesOnAReset) {
+  RefusingServer server;
+  ASSERT_NE(server.port, 0);
+  Reactor reactor(one_loop());
+  Client::Seen seen;
+  Running run(reactor);
+  reactor.loop(0).post([&](Loop& loop) {
+    loop.connect("127.0.0.1", server.port, std::make_unique<Uploader>(&seen, true));
+  });
+  // Well before the reactor's stop would close it.
+  ASSERT_TRUE(wait_until([&] { return seen.closed.load(); }, 10s));
+  EXPECT_TRUE(seen.error.load() == UV_ECONNRESET || seen.error.load() == UV_EPIPE)
+      << seen.error.load() << " " << seen.error_text;
 }
 
 // ---- backoff and CPUs ---------------------------------------------------------------
