@@ -224,8 +224,19 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
 
   // ---- session events ----
 
-  Stream* stream_of(int32_t id) const noexcept {
-    return static_cast<Stream*>(session_.stream_data(id));
+  // A request's callbacks come one after another for the same stream (a
+  // header each): remember the last lookup instead of asking nghttp2's map.
+  Stream* stream_of(int32_t id) noexcept {
+    if (id != recent_id_) {
+      recent_id_ = id;
+      recent_ = static_cast<Stream*>(session_.stream_data(id));
+    }
+    return recent_;
+  }
+  void set_stream(int32_t id, Stream* s) noexcept {
+    session_.set_stream_data(id, s);
+    recent_id_ = id;
+    recent_ = s;
   }
 
   void on_headers_begin(int32_t id) override {
@@ -233,7 +244,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     Stream* s = take_stream();
     s->id = id;
     s->started_ms = edge_.loop.now_ms();
-    session_.set_stream_data(id, s);
+    set_stream(id, s);
     link(s);
     // Requests complete in stream order more often than not: append.
     s->waiting = true;
@@ -322,7 +333,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   void on_stream_close(int32_t id, uint32_t) override {
     Stream* s = stream_of(id);
     if (!s) return;
-    session_.set_stream_data(id, nullptr);
+    set_stream(id, nullptr);
     // Streams can close while we write (nghttp2 resets one): the deadline,
     // which follows the oldest waiting request, must move with it.
     if (s == waiting_) deadline_moved();
@@ -507,7 +518,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     s->started_ms = edge_.loop.now_ms();
     s->headers_done = true;
     s->head = up->head_request;
-    session_.set_stream_data(1, s);
+    set_stream(1, s);
     link(s);
     up->request.protocol = "HTTP/2";
     respond(*s, up->request.view());
@@ -552,6 +563,8 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   std::string remote_;
   std::string_view scheme_ = "http";
   Stream* live_ = nullptr;
+  int32_t recent_id_ = 0;  // stream_of()'s last answer (0: none; no stream has id 0)
+  Stream* recent_ = nullptr;
   Stream* waiting_ = nullptr;
   Stream* waiting_tail_ = nullptr;
   uint64_t buffered_ = 0;      // body bytes held by incomplete requests
