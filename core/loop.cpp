@@ -393,19 +393,34 @@ void LoopImpl::close_handles() noexcept {
 
 // ---- timers: a binary min-heap of intrusive entries on one uv_timer --------
 
+// The uv timer may be due before the heap's front (never after it): a
+// deadline that moves later, the common case (activity pushes an idle
+// timeout on), only sifts down, and the timer fires early once and is set
+// again in on_timer, instead of being restarted on every message.
 void LoopImpl::arm(TimerEntry& t, uint64_t delay_ms) noexcept {
-  if (t.armed()) heap_remove(t.heap_index);
-  t.deadline_ms = uv_now(&uv_) + delay_ms;
-  t.heap_index = heap_.size();
-  heap_.push_back(&t);
-  heap_up(t.heap_index);
-  reschedule();
+  uint64_t due = uv_now(&uv_) + delay_ms;
+  if (t.armed()) {
+    uint64_t was = t.deadline_ms;
+    t.deadline_ms = due;
+    if (due >= was) {
+      heap_down(t.heap_index);
+      return;
+    }
+    heap_up(t.heap_index);
+  } else {
+    t.deadline_ms = due;
+    t.heap_index = heap_.size();
+    heap_.push_back(&t);
+    heap_up(t.heap_index);
+  }
+  if (heap_.front() == &t) reschedule();  // only a new, earlier front moves the timer
 }
 
 void LoopImpl::cancel(TimerEntry& t) noexcept {
   if (!t.armed()) return;
   heap_remove(t.heap_index);
-  reschedule();
+  // A later front is left to on_timer; an idle timer must not keep the loop alive.
+  if (heap_.empty()) reschedule();
 }
 
 void LoopImpl::heap_remove(size_t i) noexcept {
