@@ -501,43 +501,66 @@ TEST(Reactor, TimersFireInDeadlineOrderAndCancelWorks) {
   EXPECT_EQ(log.fired, (std::vector<int>{0, 10, 20, 5, 30, 99}));
 }
 
-// A deadline pushed later never fires early (the loop's timer, still set for
-// the old front, wakes first and is set again), and one pulled earlier fires
-// at the new time, long before the old one.
-TEST(Reactor, TimersMovedLaterOrEarlierFireAtTheirNewDeadline) {
-  using Clock = std::chrono::steady_clock;
-  Reactor reactor(options(1));
-  struct Probe : TimerEntry {
-    Clock::time_point fired_at{};
-    bool fired = false;
-  };
-  Probe later, earlier, stopper;
-  auto record = [](TimerEntry* self) {
+struct Probe : TimerEntry {
+  std::chrono::steady_clock::time_point fired_at{};
+  bool fired = false;
+  static void record(TimerEntry* self) {
     auto* p = static_cast<Probe*>(self);
     p->fired = true;
-    p->fired_at = Clock::now();
-  };
-  later.fire = record;
-  earlier.fire = record;
-  stopper.context = &reactor;
-  stopper.fire = [](TimerEntry* self) { static_cast<Reactor*>(self->context)->stop(); };
-  Clock::time_point armed_at;
+    p->fired_at = std::chrono::steady_clock::now();
+  }
+};
+
+struct Stopper : TimerEntry {
+  explicit Stopper(Reactor& r) {
+    context = &r;
+    fire = [](TimerEntry* self) { static_cast<Reactor*>(self->context)->stop(); };
+  }
+};
+
+// A deadline pushed later leaves the loop's timer set for the old one: it
+// wakes then with nothing due and is set again. Nothing fires early.
+TEST(Reactor, ATimerPushedLaterFiresAtItsNewDeadline) {
+  Reactor reactor(options(1));
+  Probe later;
+  later.fire = &Probe::record;
+  Stopper stop(reactor);
+  std::chrono::steady_clock::time_point armed_at;
   reactor.loop(0).post([&](Loop& loop) {
-    armed_at = Clock::now();
-    loop.arm(later, 20);   // the front: the loop's timer is set for 20 ms
-    loop.arm(later, 150);  // pushed later: the timer is left as it was
-    loop.arm(earlier, 10000);
-    loop.arm(earlier, 30);  // pulled earlier: a new front
-    loop.arm(stopper, 400);
+    armed_at = std::chrono::steady_clock::now();
+    loop.arm(later, 20);  // the front: the loop's timer is set for 20 ms
+    loop.arm(later, 200);
+    loop.arm(stop, 400);
   });
   EXPECT_EQ(reactor.run(), 0);
   ASSERT_TRUE(later.fired);
+  // Deadlines count from the loop's cached time, a little before armed_at.
+  EXPECT_GE(later.fired_at - armed_at, std::chrono::milliseconds(150));
+}
+
+// Pulled earlier, a deadline becomes the front and moves the loop's timer;
+// cancelling the front leaves the next one to fire on time.
+TEST(Reactor, ATimerPulledEarlierOrACancelledFrontKeepsTheRestOnTime) {
+  Reactor reactor(options(1));
+  Probe earlier, cancelled, next;
+  earlier.fire = cancelled.fire = next.fire = &Probe::record;
+  Stopper stop(reactor);
+  std::chrono::steady_clock::time_point armed_at;
+  reactor.loop(0).post([&](Loop& loop) {
+    armed_at = std::chrono::steady_clock::now();
+    loop.arm(earlier, 60000);
+    loop.arm(earlier, 30);    // a new front, a minute before the old deadline
+    loop.arm(cancelled, 10);  // the front now
+    loop.arm(next, 100);
+    loop.cancel(cancelled);  // the loop's timer still says 10 ms
+    loop.arm(stop, 500);     // both must have fired by then
+  });
+  EXPECT_EQ(reactor.run(), 0);
+  EXPECT_FALSE(cancelled.fired);
   ASSERT_TRUE(earlier.fired);
-  // Deadlines count from the loop's cached time, a little before armed_at:
-  // the bounds leave 10 ms for that.
-  EXPECT_GE(later.fired_at - armed_at, std::chrono::milliseconds(140));  // not at 20 ms
-  EXPECT_GE(earlier.fired_at - armed_at, std::chrono::milliseconds(20));
-  EXPECT_LT(earlier.fired_at, later.fired_at);  // at 30 ms, not 10 s
+  ASSERT_TRUE(next.fired);
+  EXPECT_LT(earlier.fired_at, next.fired_at);
+  EXPECT_GE(next.fired_at - armed_at, std::chrono::milliseconds(50));
 }
 
 // ---- drain ------------------------------------------------------------------------
