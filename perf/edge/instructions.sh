@@ -25,6 +25,10 @@ while [ $# -gt 0 ]; do
     *) echo "instructions.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$load" in
+  h2c|ws|both) ;;
+  *) echo "instructions.sh: --load is h2c, ws or both" >&2; exit 2 ;;
+esac
 ember=${ember:-$build/ember}
 ws_load="$build/perf/edge/ember-ws-load"
 for tool in valgrind h2load; do
@@ -77,5 +81,4 @@ case "$load" in
   h2c) run h2c request ;;
   ws) run ws message ;;
   both) run h2c request; run ws message ;;
-  *) echo "instructions.sh: --load is h2c, ws or both" >&2; exit 2 ;;
 esac
