@@ -110,7 +110,8 @@ void ConnectionImpl::start(std::unique_ptr<ConnectionHandler> handler) {
     uv_send_buffer_size(&h_.handle, &value);  // capped by net.core.wmem_max; best effort
   }
   started_ = true;
-  if ((tls_layer() && tls_hooks().has_server(*tls_layer())) || (ob && ob->options.tls)) {
+  // Before the start, only use_tls_server() makes a TLS layer.
+  if (tls_layer() || (ob && ob->options.tls)) {
     tls_hooks().start(*this);
     if (closed_) return;
   }

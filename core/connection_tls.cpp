@@ -114,7 +114,6 @@ const ConnectionImpl::TlsHooks& ConnectionImpl::openssl_hooks() noexcept {
             x.tls_layer->server = std::move(ctx);
           },
       .destroy = [](TlsLayer* layer) noexcept { delete layer; },
-      .has_server = [](const TlsLayer& layer) noexcept { return layer.server != nullptr; },
       .start = [](ConnectionImpl& c) noexcept { c.start_tls(); },
       .feed = [](ConnectionImpl& c, const Bytes& data) noexcept { c.feed_tls(data); },
       .flush = [](ConnectionImpl& c) noexcept { c.flush_tls(); },

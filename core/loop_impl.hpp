@@ -116,7 +116,6 @@ class ConnectionImpl final : public Connection {
   struct TlsHooks {
     void (*use_server)(ConnectionImpl&, std::shared_ptr<tls::ServerContext>);
     void (*destroy)(TlsLayer*) noexcept;
-    bool (*has_server)(const TlsLayer&) noexcept;
     void (*start)(ConnectionImpl&) noexcept;
     void (*feed)(ConnectionImpl&, const Bytes&) noexcept;
     void (*flush)(ConnectionImpl&) noexcept;
