@@ -38,8 +38,8 @@ bool any_flagged(std::string_view s, uint8_t bit) noexcept {
   return (seen & bit) != 0;
 }
 
-// The name as a message may show it: control bytes as \xNN, so that the
-// text cannot break the log line it lands in.
+// The name as a message may show it: what() is a C string (a NUL would cut
+// it short) that callers print as they like, so control bytes go as \xNN.
 std::string printable(std::string_view name) {
   std::string out;
   for (char c : name) {

@@ -526,22 +526,26 @@ struct RefusingServer {
   std::thread thread;
 };
 
+// Uploads to a fresh RefusingServer on a reactor of its own; false when the
+// connection did not close within `guard`.
+bool upload_until_closed(Client::Seen& seen, bool hold_input, std::chrono::seconds guard = 20s) {
+  RefusingServer server;
+  if (server.port == 0) return false;
+  Reactor reactor(one_loop());
+  Running run(reactor);
+  reactor.loop(0).post([&](Loop& loop) {
+    loop.connect("127.0.0.1", server.port, std::make_unique<Uploader>(&seen, hold_input));
+  });
+  return wait_until([&] { return seen.closed.load(); }, guard);
+}
+
 // A server that refuses an upload answers and closes with the upload unread:
 // its kernel resets the connection and the client's next write fails. The
 // answer is in the client's receive buffer by then, and it still gets it.
 TEST(Connection, AClientReadsWhatItsPeerSentBeforeResettingIt) {
   for (int round = 0; round < 5; ++round) {
-    RefusingServer server;
-    ASSERT_NE(server.port, 0);
-    Reactor reactor(one_loop());
     Client::Seen seen;
-    {
-      Running run(reactor);
-      reactor.loop(0).post([&](Loop& loop) {
-        loop.connect("127.0.0.1", server.port, std::make_unique<Uploader>(&seen));
-      });
-      ASSERT_TRUE(wait_until([&] { return seen.closed.load(); })) << "round " << round;
-    }
+    ASSERT_TRUE(upload_until_closed(seen, false)) << "round " << round;
     EXPECT_EQ(seen.answer, "refused") << "round " << round;
     // The reset, or the end of input when libuv took the reset for a queued write.
     int e = seen.error.load();
@@ -553,16 +557,9 @@ TEST(Connection, AClientReadsWhatItsPeerSentBeforeResettingIt) {
 // A client holding its input back would never read to the end of it: the
 // reset closes its connection at once, as before, instead of leaving it open.
 TEST(Connection, AClientHoldingItsInputBackClosesOnAReset) {
-  RefusingServer server;
-  ASSERT_NE(server.port, 0);
-  Reactor reactor(one_loop());
   Client::Seen seen;
-  Running run(reactor);
-  reactor.loop(0).post([&](Loop& loop) {
-    loop.connect("127.0.0.1", server.port, std::make_unique<Uploader>(&seen, true));
-  });
   // Well before the reactor's stop would close it.
-  ASSERT_TRUE(wait_until([&] { return seen.closed.load(); }, 10s));
+  ASSERT_TRUE(upload_until_closed(seen, true, 10s));
   EXPECT_TRUE(seen.error.load() == UV_ECONNRESET || seen.error.load() == UV_EPIPE)
       << seen.error.load() << " " << seen.error_text;
 }
