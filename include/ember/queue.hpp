@@ -44,6 +44,7 @@
 
 #include "ember/queue_case.hpp"
 #include "ember/queue_database.hpp"
+#include "ember/small_vector.hpp"
 
 namespace ember::queue {
 
@@ -77,7 +78,8 @@ class OutputFile {
 // object cannot be opened (the request then fails and is retried).
 using ReadFileFn = std::function<InputFile&(std::string_view key, uint64_t id)>;
 using WriteFileFn = std::function<OutputFile&(std::string_view key, uint64_t id)>;
-using ProcessResult = std::vector<std::pair<uint64_t, Case>>;
+// Up to four results stay inside the value: no allocation per request.
+using ProcessResult = SmallVector<std::pair<uint64_t, Case>, 4>;
 using ProcessFn = std::function<ProcessResult(uint64_t request, const ReadFileFn& read_file,
                                               const WriteFileFn& write_file, Database& connection)>;
 
