@@ -3,9 +3,9 @@
 // request (a queue microservice's results, say) then cost no allocation in
 // the common case, yet any size still works.
 //
-// The subset of std::vector that callers use: push_back, emplace_back,
-// pop_back, reserve, clear, size, capacity, data, iteration, indexing,
-// equality. Iterators and references are invalidated by growth, as with
+// std::vector's interface except insert in the middle and allocators, plus
+// an implicit conversion from std::vector, so code written for a vector keeps
+// working. Iterators and references are invalidated by growth, as with
 // std::vector; a moved-from vector is empty. T's move constructor must not
 // throw (checked at compile time): growth and moves then cannot fail
 // half-way.
@@ -15,11 +15,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace ember {
 
@@ -32,24 +34,34 @@ class SmallVector {
  public:
   using value_type = T;
   using size_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
   using reference = T&;
   using const_reference = const T&;
+  using pointer = T*;
+  using const_pointer = const T*;
   using iterator = T*;
   using const_iterator = const T*;
 
-  SmallVector() noexcept = default;
-  // Delegating: when a copy throws, the destructor frees what was built.
-  SmallVector(std::initializer_list<T> init) : SmallVector() {
-    reserve(init.size());
-    for (const T& v : init)
-      append_unchecked(v);
+  // Not `= default`: that would zero the inline bytes on value-initialization.
+  SmallVector() noexcept {}
+  // The constructors that copy delegate: when a copy throws, the destructor
+  // frees what was built.
+  SmallVector(std::initializer_list<T> init) : SmallVector(init.begin(), init.end()) {}
+  template <std::forward_iterator It>
+  SmallVector(It first, It last) : SmallVector() {
+    reserve(static_cast<size_type>(std::distance(first, last)));
+    for (; first != last; ++first)
+      append_unchecked(*first);
   }
-  SmallVector(const SmallVector& other) : SmallVector() {
-    reserve(other.size_);
-    for (const T& v : other)
-      append_unchecked(v);
-  }
+  SmallVector(const SmallVector& other) : SmallVector(other.begin(), other.end()) {}
   SmallVector(SmallVector&& other) noexcept { take(std::move(other)); }
+  // Implicit, like the std::vector this type replaced in signatures.
+  SmallVector(const std::vector<T>& v) : SmallVector(v.begin(), v.end()) {}
+  SmallVector(std::vector<T>&& v) : SmallVector() {
+    reserve(v.size());
+    for (T& x : v)
+      append_unchecked(std::move(x));
+  }
   SmallVector& operator=(const SmallVector& other) {
     if (this != &other) {
       SmallVector copy(other);
@@ -78,8 +90,18 @@ class SmallVector {
   iterator end() noexcept { return data_ + size_; }
   const_iterator begin() const noexcept { return data_; }
   const_iterator end() const noexcept { return data_ + size_; }
+  const_iterator cbegin() const noexcept { return data_; }
+  const_iterator cend() const noexcept { return data_ + size_; }
   T& operator[](size_type i) noexcept { return data_[i]; }
   const T& operator[](size_type i) const noexcept { return data_[i]; }
+  T& at(size_type i) {
+    if (i >= size_) throw std::out_of_range("SmallVector::at");
+    return data_[i];
+  }
+  const T& at(size_type i) const {
+    if (i >= size_) throw std::out_of_range("SmallVector::at");
+    return data_[i];
+  }
   T& front() noexcept { return data_[0]; }
   const T& front() const noexcept { return data_[0]; }
   T& back() noexcept { return data_[size_ - 1]; }
@@ -103,7 +125,7 @@ class SmallVector {
     try {
       slot = ::new (static_cast<void*>(fresh + size_)) T(std::forward<Args>(args)...);
     } catch (...) {
-      deallocate(fresh, cap);
+      deallocate(fresh);
       throw;
     }
     move_into(fresh, cap);
@@ -112,6 +134,32 @@ class SmallVector {
   }
 
   void pop_back() noexcept { std::destroy_at(data_ + --size_); }
+
+  iterator erase(const_iterator pos) { return erase(pos, pos + 1); }
+  iterator erase(const_iterator first, const_iterator last) {
+    T* f = data_ + (first - data_);
+    T* l = data_ + (last - data_);
+    if (f != l) {
+      T* new_end = std::move(l, end(), f);
+      std::destroy(new_end, end());
+      size_ -= static_cast<size_type>(l - f);
+    }
+    return f;
+  }
+
+  // New elements are value-initialized.
+  void resize(size_type n) {
+    if (n <= size_) {
+      std::destroy(data_ + n, data_ + size_);
+      size_ = n;
+      return;
+    }
+    reserve(n);
+    while (size_ < n) {
+      ::new (static_cast<void*>(data_ + size_)) T();
+      ++size_;
+    }
+  }
 
   void reserve(size_type n) {
     if (n <= capacity_) return;
@@ -125,19 +173,27 @@ class SmallVector {
     size_ = 0;
   }
 
+  void swap(SmallVector& other) noexcept {
+    SmallVector tmp(std::move(other));
+    other = std::move(*this);
+    *this = std::move(tmp);
+  }
+  friend void swap(SmallVector& a, SmallVector& b) noexcept { a.swap(b); }
+
   friend bool operator==(const SmallVector& a, const SmallVector& b) {
     return std::equal(a.begin(), a.end(), b.begin(), b.end());
   }
 
  private:
-  T* inline_data() noexcept { return std::launder(reinterpret_cast<T*>(inline_)); }
-  const T* inline_data() const noexcept {
-    return std::launder(reinterpret_cast<const T*>(inline_));
-  }
+  // Elements are placed there with placement new and reached through data_;
+  // no std::launder, which needs a live object where an empty vector has none.
+  T* inline_data() noexcept { return reinterpret_cast<T*>(inline_); }
+  const T* inline_data() const noexcept { return reinterpret_cast<const T*>(inline_); }
 
   // Counted only once built: a throwing copy leaves size_ true.
-  void append_unchecked(const T& v) {
-    ::new (static_cast<void*>(data_ + size_)) T(v);
+  template <class V>
+  void append_unchecked(V&& v) {
+    ::new (static_cast<void*>(data_ + size_)) T(std::forward<V>(v));
     ++size_;
   }
 
@@ -145,9 +201,8 @@ class SmallVector {
     if (n > static_cast<size_type>(-1) / sizeof(T)) throw std::length_error("SmallVector");
     return static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{alignof(T)}));
   }
-  static void deallocate(T* p, size_type n) noexcept {
-    ::operator delete (p, n * sizeof(T), std::align_val_t{alignof(T)});
-  }
+  // Unsized: clang has sized deallocation only with -fsized-deallocation.
+  static void deallocate(T* p) noexcept { ::operator delete (p, std::align_val_t{alignof(T)}); }
   size_type grown_capacity(size_type need) const {
     return std::max(need, capacity_ > static_cast<size_type>(-1) / 2 ? need : 2 * capacity_);
   }
@@ -156,7 +211,7 @@ class SmallVector {
   void move_into(T* fresh, size_type cap) noexcept {
     std::uninitialized_move(data_, data_ + size_, fresh);
     std::destroy(data_, data_ + size_);
-    if (!is_inline()) deallocate(data_, capacity_);
+    if (!is_inline()) deallocate(data_);
     data_ = fresh;
     capacity_ = cap;
   }
@@ -176,7 +231,7 @@ class SmallVector {
 
   void release() noexcept {
     clear();
-    if (!is_inline()) deallocate(data_, capacity_);
+    if (!is_inline()) deallocate(data_);
     data_ = inline_data();
     capacity_ = N;
   }

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace ember {
 namespace {
@@ -149,6 +150,52 @@ TEST_F(SmallVectorTest, AThrowingCopyLeaksNothing) {
   EXPECT_EQ(v.size(), 2u);
   EXPECT_TRUE(v.is_inline()) << "a failed growth keeps the old storage";
   Tracked::throw_after = -1;
+}
+
+TEST_F(SmallVectorTest, MovingOverAHeapBlockOrOntoItselfKeepsEveryElementOnce) {
+  V heap;
+  for (int i = 0; i < 6; ++i)
+    heap.emplace_back(std::to_string(i));
+  V small{Tracked("a")};
+  heap = std::move(small);  // frees the block, takes the inline element
+  ASSERT_EQ(heap.size(), 1u);
+  EXPECT_TRUE(heap.is_inline());
+  EXPECT_EQ(heap[0].value, "a");
+  V& same = heap;
+  heap = std::move(same);
+  ASSERT_EQ(heap.size(), 1u);
+  EXPECT_EQ(heap[0].value, "a");
+  heap.reserve(3);  // inline onto the heap
+  EXPECT_FALSE(heap.is_inline());
+  EXPECT_EQ(heap[0].value, "a");
+}
+
+TEST_F(SmallVectorTest, VectorOperationsBehaveAsStdVectors) {
+  std::vector<Tracked> src{Tracked("1"), Tracked("2"), Tracked("3")};
+  V from_copy = src;  // implicit, as where a std::vector was returned before
+  V from_move = std::move(src);
+  EXPECT_EQ(from_copy, from_move);
+  V range(from_copy.begin() + 1, from_copy.end());
+  ASSERT_EQ(range.size(), 2u);
+  EXPECT_EQ(range.at(0).value, "2");
+  EXPECT_THROW((void)range.at(2), std::out_of_range);
+
+  auto it = from_copy.erase(from_copy.begin());
+  EXPECT_EQ(it->value, "2");
+  EXPECT_EQ(from_copy, range);
+  from_copy.erase(from_copy.cbegin(), from_copy.cend());
+  EXPECT_TRUE(from_copy.empty());
+
+  V other{Tracked("o")};
+  swap(range, other);
+  EXPECT_EQ(range.size(), 1u);
+  EXPECT_EQ(other.size(), 2u);
+
+  SmallVector<int, 2> ints{7};
+  ints.resize(5);  // onto the heap, new elements zero
+  EXPECT_EQ(ints, (SmallVector<int, 2>{7, 0, 0, 0, 0}));
+  ints.resize(1);
+  EXPECT_EQ(ints, (SmallVector<int, 2>{7}));
 }
 
 TEST_F(SmallVectorTest, EqualityComparesSizeAndElements) {

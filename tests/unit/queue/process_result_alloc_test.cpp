@@ -18,7 +18,7 @@ TEST(ProcessResultAllocations, UpToFourResultsAllocateNothing) {
                          Database&) -> ProcessResult {
     return {{request, true}, {request + 1, int64_t{7}}, {request + 2, "short"}};
   };
-  Database* db = nullptr;  // the identity-style process never touches it
+  auto db = Database::deferred(Database::Settings{});  // never used: connects on first use
   ReadFileFn read_file;
   WriteFileFn write_file;
   ProcessResult results;
