@@ -452,6 +452,7 @@ int Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* u
           nghttp2_submit_rst_stream(self->session_, NGHTTP2_FLAG_NONE, id,
                                     NGHTTP2_ENHANCE_YOUR_CALM);
       } else {
+        self->block_ends_stream_ = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
         self->handler_.on_headers_end(id);
       }
       if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) self->handler_.on_remote_end(id);

@@ -55,8 +55,9 @@ struct Settings {
   // produce() stops adding DATA after this many bytes; the rest goes next flush.
   size_t max_output_per_flush = 2u << 20;
   // nghttp2's checks of HTTP semantics on received headers (RFC 9113 §8).
-  // A layer that validates every header it uses itself (the gRPC server)
-  // may turn them off: they are about an eighth of a small call's CPU.
+  // A layer that validates the headers itself may turn them off (they are
+  // about a tenth of a small request's instructions): the edge server runs
+  // every request through RequestCheck, the gRPC server checks what it uses.
   bool http_messaging = true;
   // Server role: send each response to the end before the next one's DATA
   // (RFC 9218's non-incremental order, advertised with
@@ -199,6 +200,9 @@ class Session {
     *stream_id = data_stream_;
     return data_left_;
   }
+  // During SessionHandler::on_headers_end: whether that block ends the
+  // peer's side of the stream (on_remote_end follows). Trailers must.
+  bool block_ends_stream() const noexcept { return block_ends_stream_; }
   void* stream_data(int32_t stream_id) const noexcept;
   void set_stream_data(int32_t stream_id, void* data) noexcept;
   uint32_t peer_max_frame_size() const noexcept;
@@ -256,6 +260,7 @@ class Session {
 
   // The header block being received (blocks never interleave).
   int32_t block_stream_ = 0;
+  bool block_ends_stream_ = false;
   uint32_t block_fields_ = 0;
   uint64_t block_bytes_ = 0;
   bool block_over_ = false;

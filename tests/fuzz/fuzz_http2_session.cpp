@@ -5,6 +5,10 @@
 // fine; crashes, leaks, a Body read after its stream closed, and a session
 // that takes input after a flood ended it are not.
 //
+// With nghttp2's HTTP messaging off (bit 6 of byte 0), every request goes
+// through http2::RequestCheck as the edge server's does, and a refused one is
+// reset with PROTOCOL_ERROR.
+//
 // Input: byte 0 picks the read size (how the stream is chunked) and, with
 // bit 7, an h2c upgrade (stream 1 answered before any input); the rest is
 // everything the client sends after "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".
@@ -13,8 +17,10 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
+#include "protocols/http2/request_check.hpp"
 #include "protocols/http2/session.hpp"
 
 using namespace ember;
@@ -28,19 +34,36 @@ const Header kOk[] = {{":status", "200", true}, {"content-type", "text/plain", t
 const Header k431[] = {{":status", "431", true}};
 
 struct Server : SessionHandler {
-  explicit Server(const Settings& s) : session(Role::server, *this, s, slab) {}
+  explicit Server(const Settings& s)
+      : session(Role::server, *this, s, slab), checking(!s.http_messaging) {}
 
   void on_headers_begin(int32_t id) override { ++blocks[id]; }
-  void on_header(int32_t id, std::string_view name, std::string_view) override {
-    if (name.empty() || blocks[id] == 0) std::abort();
+  void on_header(int32_t id, std::string_view name, std::string_view value) override {
+    if (blocks[id] == 0) std::abort();
+    if (!checking) {
+      if (name.empty()) std::abort();  // nghttp2's HTTP messaging refuses it
+      return;
+    }
+    RequestCheck& c = checks[id];
+    refuse(id, blocks[id] == 1 ? c.header(name, value) : c.trailer(name, value));
   }
-  void on_headers_end(int32_t) override {}
+  void on_headers_end(int32_t id) override {
+    if (checking && blocks[id] == 1) refuse(id, checks[id].end_headers());
+  }
   void on_data(int32_t id, const Bytes& chunk) override {
+    if (checking) refuse(id, checks[id].data(chunk.size()));
     // Early answer on a large upload: the rest is cut with RST_STREAM.
-    if ((received[id] += chunk.size()) > 64 && !bodies.count(id)) answer(id, true);
+    if ((received[id] += chunk.size()) > 64 && !bodies.count(id) && !refused.count(id))
+      answer(id, true);
   }
   void on_remote_end(int32_t id) override {
-    if (!bodies.count(id)) answer(id, false);
+    if (checking) refuse(id, checks[id].end_stream());
+    if (!bodies.count(id) && !refused.count(id)) answer(id, false);
+  }
+  void refuse(int32_t id, const char* why) {
+    if (!why || refused.count(id) || bodies.count(id)) return;
+    refused.insert(id);
+    session.submit_rst_stream(id, NGHTTP2_PROTOCOL_ERROR);
   }
   void on_stream_close(int32_t id, uint32_t) override {
     auto it = bodies.find(id);
@@ -50,13 +73,17 @@ struct Server : SessionHandler {
     }
     blocks.erase(id);
     received.erase(id);
+    checks.erase(id);
+    refused.erase(id);
   }
   void on_body_end(int32_t id) override {
     static const Header kTrailers[] = {{"x-done", "1", true}};
     session.submit_trailers(id, kTrailers);
   }
   bool on_header_limit(int32_t id) override {
-    if (id % 4 == 1) return false;  // let the session reset it
+    // Answered already (trailers over the limit after an early answer): the
+    // Body nghttp2 reads must stay; let the session reset the stream.
+    if (id % 4 == 1 || bodies.count(id) || refused.count(id)) return false;
     auto& body = bodies[id];
     body = std::make_unique<Body>(std::span<const uint8_t>(), Bytes::copy(std::string_view("431")));
     body->reset_after = true;
@@ -77,7 +104,10 @@ struct Server : SessionHandler {
   std::map<int32_t, int> blocks;
   std::map<int32_t, size_t> received;
   std::map<int32_t, std::unique_ptr<Body>> bodies;
+  std::map<int32_t, RequestCheck> checks;
+  std::set<int32_t> refused;
   Session session;
+  bool checking;
 };
 
 }  // namespace
@@ -96,6 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   settings.max_unanswered_resets = 4;
   settings.initial_window_size = 65535;
   settings.max_output_per_flush = 4096;
+  settings.http_messaging = !(data[0] & 0x40);
   {
     Server server(settings);
     if (upgrade) {

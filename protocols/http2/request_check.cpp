@@ -1,0 +1,214 @@
+#include "protocols/http2/request_check.hpp"
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+namespace ember::http2 {
+namespace {
+
+enum : uint8_t {
+  kNameChar = 1,       // lowercase tchar
+  kTokenChar = 2,      // tchar (a method)
+  kValueChar = 4,      // field-vchar, SP or HTAB
+  kAuthorityChar = 8,  // unreserved / sub-delims / ":" / "@" / "[" / "]" / "%"
+  kSchemeChar = 16,    // ALPHA / DIGIT / "+" / "-" / "."
+};
+
+constexpr std::array<uint8_t, 256> make_classes() {
+  std::array<uint8_t, 256> t{};
+  auto mark = [&](std::string_view chars, uint8_t bit) {
+    for (char c : chars)
+      t[static_cast<uint8_t>(c)] |= bit;
+  };
+  constexpr std::string_view lower = "abcdefghijklmnopqrstuvwxyz";
+  constexpr std::string_view upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  constexpr std::string_view digits = "0123456789";
+  constexpr std::string_view tchar_symbols = "!#$%&'*+-.^_`|~";
+  mark(lower, kNameChar | kTokenChar | kAuthorityChar | kSchemeChar);
+  mark(upper, kTokenChar | kAuthorityChar | kSchemeChar);
+  mark(digits, kNameChar | kTokenChar | kAuthorityChar | kSchemeChar);
+  mark(tchar_symbols, kNameChar | kTokenChar);
+  mark("-._~!$&'()*+,;=:@[]%", kAuthorityChar);
+  mark("+-.", kSchemeChar);
+  for (int c = 0x21; c <= 0x7e; ++c)
+    t[c] |= kValueChar;
+  for (int c = 0x80; c <= 0xff; ++c)
+    t[c] |= kValueChar;
+  t[' '] |= kValueChar;
+  t['\t'] |= kValueChar;
+  return t;
+}
+constexpr std::array<uint8_t, 256> kClasses = make_classes();
+
+bool all_of(std::string_view s, uint8_t bit) noexcept {
+  for (char c : s)
+    if (!(kClasses[static_cast<uint8_t>(c)] & bit)) return false;
+  return true;
+}
+
+// Fast path for values and paths, eight bytes at a time: true when no byte
+// is below `floor` (0x20, or 0x21 to refuse SP too) or DEL. Bytes of 0x80 and
+// up pass (obs-text). A false answer only means "look closer".
+bool no_byte_below_or_del(std::string_view s, uint8_t floor) noexcept {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  const uint64_t below = kOnes * floor, del = kOnes * 0x7f;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    uint64_t x = w ^ del;  // DEL becomes zero
+    if (((w - below) & ~w & kHigh) | ((x - kOnes) & ~x & kHigh)) return false;
+  }
+  for (; i < s.size(); ++i) {
+    auto c = static_cast<uint8_t>(s[i]);
+    if (c < floor || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool equals_lowercase(std::string_view s, std::string_view lower) noexcept {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool valid_field_name(std::string_view name) noexcept {
+  return !name.empty() && all_of(name, kNameChar);
+}
+
+bool valid_field_value(std::string_view value) noexcept {
+  if (value.empty()) return true;
+  auto edge_ws = [](char c) { return c == ' ' || c == '\t'; };
+  if (edge_ws(value.front()) || edge_ws(value.back())) return false;
+  return no_byte_below_or_del(value, 0x20) || all_of(value, kValueChar);  // HTAB: the slow way
+}
+
+const char* RequestCheck::header(std::string_view name, std::string_view value) noexcept {
+  if (!name.empty() && name[0] == ':') {
+    if (seen_ & kRegular) return "a pseudo-header follows a regular field";
+    return pseudo(name, value);
+  }
+  seen_ |= kRegular;
+  return regular(name, value, false);
+}
+
+const char* RequestCheck::pseudo(std::string_view name, std::string_view value) noexcept {
+  // The four request pseudo-headers differ in their second byte.
+  uint16_t bit;
+  switch (name.size() > 1 ? name[1] : 0) {
+    case 'm':
+      if (name != ":method") return "unknown pseudo-header";
+      if (value.empty() || !all_of(value, kTokenChar)) return "invalid :method";
+      bit = kMethod;
+      if (value.size() == 7 && value == "CONNECT") seen_ |= kConnect;
+      if (value.size() == 7 && value == "OPTIONS") seen_ |= kOptions;
+      if (value.size() == 4 && value == "HEAD") seen_ |= kHead;
+      break;
+    case 'p':
+      if (name != ":path") return "unknown pseudo-header";
+      if (value.empty() || !no_byte_below_or_del(value, 0x21)) return "invalid :path";
+      bit = kPath;
+      if (value == "*")
+        seen_ |= kPathAsterisk;  // allowed with OPTIONS only: end_headers() knows the method
+      else if (value[0] != '/')
+        return ":path is neither absolute nor *";
+      break;
+    case 's':
+      if (name != ":scheme") return "unknown pseudo-header";  // :status among them
+      if (value.empty() || !all_of(value, kSchemeChar)) return "invalid :scheme";
+      bit = kScheme;
+      break;
+    case 'a':
+      if (name != ":authority") return "unknown pseudo-header";
+      if (!all_of(value, kAuthorityChar)) return "invalid :authority";
+      bit = kAuthority;
+      break;
+    default:
+      return "unknown pseudo-header";  // :protocol too: extended CONNECT is off
+  }
+  if (seen_ & bit) return "duplicate pseudo-header";
+  seen_ |= bit;
+  return nullptr;
+}
+
+const char* RequestCheck::regular(std::string_view name, std::string_view value,
+                                  bool trailer) noexcept {
+  if (!valid_field_name(name)) return "invalid field name";
+  if (!valid_field_value(value)) return "invalid field value";
+  // Connection-specific fields (RFC 9113 §8.2.2) and the ones with rules.
+  switch (name.size()) {
+    case 2:
+      if (name == "te" && !equals_lowercase(value, "trailers")) return "te other than trailers";
+      break;
+    case 4:
+      if (name == "host" && !all_of(value, kAuthorityChar)) return "invalid host";
+      break;
+    case 7:
+      if (name == "upgrade") return "connection-specific field";
+      break;
+    case 10:
+      if (name == "connection" || name == "keep-alive") return "connection-specific field";
+      break;
+    case 14:
+      if (name == "content-length" && !trailer) {
+        if (content_length_ >= 0) return "duplicate content-length";
+        int64_t n = -1;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || end != value.data() + value.size() || n < 0 || value.empty() ||
+            value[0] == '+' || value[0] == '-')
+          return "invalid content-length";
+        content_length_ = n;
+      }
+      break;
+    case 16:
+      if (name == "proxy-connection") return "connection-specific field";
+      break;
+    case 17:
+      if (name == "transfer-encoding") return "connection-specific field";
+      break;
+    default:
+      break;
+  }
+  return nullptr;
+}
+
+const char* RequestCheck::end_headers() noexcept {
+  if (!(seen_ & kMethod)) return "missing :method";
+  if (seen_ & kConnect) {
+    // RFC 9113 §8.5: authority only.
+    if (!(seen_ & kAuthority)) return "CONNECT without :authority";
+    if (seen_ & (kScheme | kPath)) return "CONNECT with :scheme or :path";
+    return nullptr;
+  }
+  if (!(seen_ & kScheme)) return "missing :scheme";
+  if (!(seen_ & kPath)) return "missing :path";
+  if ((seen_ & kPathAsterisk) && !(seen_ & kOptions)) return ":path * on a method but OPTIONS";
+  return nullptr;
+}
+
+const char* RequestCheck::trailer(std::string_view name, std::string_view value) noexcept {
+  if (!name.empty() && name[0] == ':') return "pseudo-header in trailers";
+  return regular(name, value, true);
+}
+
+const char* RequestCheck::data(uint64_t n) noexcept {
+  received_ += n;
+  if (content_length_ >= 0 && received_ > static_cast<uint64_t>(content_length_))
+    return "more DATA than content-length";
+  return nullptr;
+}
+
+const char* RequestCheck::end_stream() const noexcept {
+  if (content_length_ >= 0 && received_ != static_cast<uint64_t>(content_length_))
+    return "less DATA than content-length";
+  return nullptr;
+}
+
+}  // namespace ember::http2
