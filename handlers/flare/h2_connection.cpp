@@ -309,12 +309,15 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   bool on_header_limit(int32_t id) override {
     Stream* s = stream_of(id);
     if (!s) return false;
+    if (s->answered) {  // refused as malformed (reset already) or answered early
+      s->headers_done = true;
+      return true;
+    }
     if (s->headers_done) {
       s->answered = true;  // trailers: the session resets the stream; no flare runs
       return false;
     }
     s->headers_done = true;
-    if (s->answered) return true;  // refused as malformed: reset already
     EMBER_DEBUG(kTarget, "HTTP/2 request headers over the limit", {"stream", id});
     reject(*s, 431,
            "request headers exceed the server's limit of " +

@@ -127,7 +127,7 @@ const char* RequestCheck::pseudo(std::string_view name, std::string_view value) 
       break;
     case 'a':
       if (name != ":authority") return "unknown pseudo-header";
-      if (!all_of(value, kAuthorityChar)) return "invalid :authority";
+      if (value.empty() || !all_of(value, kAuthorityChar)) return "invalid :authority";
       bit = kAuthority;
       break;
     default:
@@ -148,7 +148,13 @@ const char* RequestCheck::regular(std::string_view name, std::string_view value,
       if (name == "te" && !equals_lowercase(value, "trailers")) return "te other than trailers";
       break;
     case 4:
-      if (name == "host" && !all_of(value, kAuthorityChar)) return "invalid host";
+      // Once, and not empty: with no :authority it routes the request, and
+      // a second one could route differently from what a flare reads.
+      if (name == "host" && !trailer) {
+        if (value.empty() || !all_of(value, kAuthorityChar)) return "invalid host";
+        if (seen_ & kHost) return "duplicate host";
+        seen_ |= kHost;
+      }
       break;
     case 7:
       if (name == "upgrade") return "connection-specific field";
@@ -187,6 +193,7 @@ const char* RequestCheck::end_headers() noexcept {
     if (seen_ & (kScheme | kPath)) return "CONNECT with :scheme or :path";
     return nullptr;
   }
+  if (!(seen_ & (kAuthority | kHost))) return "neither :authority nor host";  // §8.3.1
   if (!(seen_ & kScheme)) return "missing :scheme";
   if (!(seen_ & kPath)) return "missing :path";
   if ((seen_ & kPathAsterisk) && !(seen_ & kOptions)) return ":path * on a method but OPTIONS";

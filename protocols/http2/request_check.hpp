@@ -53,6 +53,7 @@ class RequestCheck {
     kOptions = 1 << 6,
     kHead = 1 << 7,
     kPathAsterisk = 1 << 8,
+    kHost = 1 << 9,
   };
   const char* pseudo(std::string_view name, std::string_view value) noexcept;
   const char* regular(std::string_view name, std::string_view value, bool trailer) noexcept;

@@ -51,11 +51,16 @@ TEST(RequestCheck, AcceptsOrdinaryRequests) {
                                     {"host", "example.com"},
                                     {"content-length", "0"}})),
             "");
-  EXPECT_EQ(check_block({{":method", "OPTIONS"}, {":scheme", "http"}, {":path", "*"}}), "");
+  EXPECT_EQ(
+      check_block({{":method", "OPTIONS"}, {":scheme", "http"}, {":path", "*"}, {"host", "a"}}),
+      "");
   EXPECT_EQ(check_block({{":method", "CONNECT"}, {":authority", "example.com:443"}}), "");
-  EXPECT_EQ(check_block(without(":authority")), "") << ":authority is optional";
+  EXPECT_EQ(check_block(with(without(":authority"), {{"host", "example.com"}})), "")
+      << "host may stand for :authority";
   RequestCheck head;
-  EXPECT_EQ(check_block({{":method", "HEAD"}, {":scheme", "http"}, {":path", "/"}}, &head), "");
+  EXPECT_EQ(
+      check_block({{":method", "HEAD"}, {":scheme", "http"}, {":path", "/"}, {"host", "a"}}, &head),
+      "");
   EXPECT_TRUE(head.is_head());
 }
 
@@ -76,7 +81,7 @@ TEST(RequestCheck, RefusesBrokenPseudoHeaders) {
   EXPECT_EQ(check_block({{":path", "/a b"}}), "invalid :path");
   EXPECT_EQ(check_block({{":scheme", "ht tp"}}), "invalid :scheme");
   EXPECT_EQ(check_block({{":authority", "a/b"}}), "invalid :authority");
-  EXPECT_EQ(check_block({{":method", "GET"}, {":scheme", "http"}, {":path", "*"}}),
+  EXPECT_EQ(check_block({{":method", "GET"}, {":scheme", "http"}, {":path", "*"}, {"host", "a"}}),
             ":path * on a method but OPTIONS");
   EXPECT_EQ(check_block({{":method", "CONNECT"}}), "CONNECT without :authority");
   EXPECT_EQ(check_block({{":method", "CONNECT"}, {":authority", "a:1"}, {":path", "/"}}),
@@ -97,6 +102,10 @@ TEST(RequestCheck, RefusesBadNamesValuesAndConnectionFields) {
   EXPECT_EQ(check_block(with(kGet, {{"te", "gzip"}})), "te other than trailers");
   EXPECT_EQ(check_block(with(kGet, {{"te", "trailers, gzip"}})), "te other than trailers");
   EXPECT_EQ(check_block(with(kGet, {{"host", "a b"}})), "invalid host");
+  EXPECT_EQ(check_block(with(kGet, {{"host", ""}})), "invalid host");
+  EXPECT_EQ(check_block(with(kGet, {{"host", "a"}, {"host", "a"}})), "duplicate host");
+  EXPECT_EQ(check_block(without(":authority")), "neither :authority nor host");
+  EXPECT_EQ(check_block(with(without(":authority"), {{":authority", ""}})), "invalid :authority");
 }
 
 // Values and paths long enough for the eight-byte fast path, with the bad
