@@ -413,7 +413,10 @@ void LoopImpl::arm(TimerEntry& t, uint64_t delay_ms) noexcept {
     heap_.push_back(&t);
     heap_up(t.heap_index);
   }
-  if (heap_.front() == &t) reschedule();  // only a new, earlier front moves the timer
+  // Only a front due before timer_ fires moves it: firing early is harmless
+  // (on_timer sets it again), and each request of a connection pulls its
+  // deadline in (header timeout) without restarting the libuv timer.
+  if (heap_.front() == &t && due < scheduled_due_) reschedule();
 }
 
 void LoopImpl::cancel(TimerEntry& t) noexcept {
@@ -464,15 +467,18 @@ void LoopImpl::reschedule() noexcept {
   if (finished_) return;
   if (heap_.empty()) {
     uv_timer_stop(&timer_);
+    scheduled_due_ = UINT64_MAX;
     return;
   }
   uint64_t now = uv_now(&uv_);
   uint64_t due = heap_.front()->deadline_ms;
   uv_timer_start(&timer_, &LoopImpl::on_timer, due > now ? due - now : 0, 0);
+  scheduled_due_ = std::max(due, now);
 }
 
 void LoopImpl::on_timer(uv_timer_t* h) {
   auto* self = static_cast<LoopImpl*>(h->data);
+  self->scheduled_due_ = UINT64_MAX;  // one-shot: spent
   uint64_t now = uv_now(&self->uv_);
   while (!self->heap_.empty() && self->heap_.front()->deadline_ms <= now) {
     TimerEntry* t = self->heap_.front();

@@ -279,6 +279,9 @@ class LoopImpl final : public Loop {
   bool spinning_ = false;
   uint64_t busy_poll_ns_ = 0;
   uv_timer_t timer_;
+  // When timer_ fires (UINT64_MAX: stopped). It may fire before the heap's
+  // front is due (fronts that moved later), never after.
+  uint64_t scheduled_due_ = UINT64_MAX;
   uv_timer_t drain_timer_;
   uv_timer_t decay_timer_;  // returns idle pool buffers (BufferPool::decay)
   bool finished_ = false;

@@ -563,6 +563,31 @@ TEST(Reactor, ATimerPulledEarlierOrACancelledFrontKeepsTheRestOnTime) {
   EXPECT_GE(next.fired_at - armed_at, std::chrono::milliseconds(50));
 }
 
+// A front due after the loop's timer is set to fire leaves the timer alone;
+// the early wake finds nothing due and sets it again, so nothing is lost.
+TEST(Reactor, AFrontDueAfterTheScheduledWakeStillFires) {
+  Reactor reactor(options(1));
+  Probe cancelled, later, sooner;
+  cancelled.fire = later.fire = sooner.fire = &Probe::record;
+  Stopper stop(reactor);
+  std::chrono::steady_clock::time_point armed_at;
+  reactor.loop(0).post([&](Loop& loop) {
+    armed_at = std::chrono::steady_clock::now();
+    loop.arm(cancelled, 10);  // the loop's timer: 10 ms
+    loop.cancel(cancelled);   // ... still 10 ms
+    loop.arm(later, 40);      // the front, due after the timer fires
+    loop.arm(sooner, 5);      // due before it: the timer moves
+    loop.arm(stop, 500);
+  });
+  EXPECT_EQ(reactor.run(), 0);
+  EXPECT_FALSE(cancelled.fired);
+  ASSERT_TRUE(sooner.fired);
+  ASSERT_TRUE(later.fired);
+  EXPECT_LT(sooner.fired_at, later.fired_at);
+  // Not at the early wake (10 ms); the loop's clock may lag steady_clock by 1 ms.
+  EXPECT_GE(later.fired_at - armed_at, std::chrono::milliseconds(30));
+}
+
 // ---- drain ------------------------------------------------------------------------
 
 // Holds its connection open through a drain until the client says "finish".
