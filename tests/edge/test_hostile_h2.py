@@ -448,6 +448,17 @@ CASES = [
     ("content-length-mismatch", True,
      lambda c: c.send(headers_frame(c, 1, post(extra=[("content-length", "10")]), END_HEADERS)
                       + frame(DATA, END_STREAM, 1, b"12345")), reset(1, P)),
+    ("content-length-exceeded", True,
+     lambda c: c.send(headers_frame(c, 1, post(extra=[("content-length", "3")]), END_HEADERS)
+                      + frame(DATA, END_STREAM, 1, b"12345")), reset(1, P)),
+    ("content-length-twice", True,
+     lambda c: c.send(headers_frame(c, 1, post(extra=[("content-length", "5"),
+                                                      ("content-length", "5")]), END_HEADERS)
+                      + frame(DATA, END_STREAM, 1, b"12345")), reset(1, P)),
+    ("value-leading-space", True, bad_headers(BASE + [(b"x-a", b" a")]), reset(1, P)),
+    ("value-with-del", True, bad_headers(BASE + [(b"x-a", b"a\x7fb")]), reset(1, P)),
+    ("path-asterisk-on-get", True, bad_headers(without(b":path") + [(b":path", b"*")]),
+     reset(1, P)),
     ("content-length-not-number", True,
      lambda c: c.send(headers_frame(c, 1, post(extra=[("content-length", "abc")]), END_HEADERS)),
      reset(1, P)),
