@@ -5,7 +5,7 @@
 # Each unit: its directory (for sources) and what it may include besides
 # itself and the public core headers.
 set(EMBER_LAYER_core "")
-set(EMBER_LAYER_protocols/http2 "")
+set(EMBER_LAYER_protocols/http2 "protocols/http1")  # RFC 9110 field syntax (chars.hpp)
 set(EMBER_LAYER_protocols/grpc "protocols/http2")
 set(EMBER_LAYER_protocols/http1 "")
 set(EMBER_LAYER_protocols/websocket "protocols/http1")

@@ -1,49 +1,33 @@
 #include "protocols/http2/request_check.hpp"
 
-#include <array>
 #include <charconv>
 #include <cstring>
+
+#include "protocols/http1/chars.hpp"
+#include "protocols/http1/http1.hpp"
 
 namespace ember::http2 {
 namespace {
 
-enum : uint8_t {
-  kNameChar = 1,       // lowercase tchar
-  kTokenChar = 2,      // tchar (a method)
-  kValueChar = 4,      // field-vchar, SP or HTAB
-  kAuthorityChar = 8,  // unreserved / sub-delims / ":" / "@" / "[" / "]" / "%"
-  kSchemeChar = 16,    // ALPHA / DIGIT / "+" / "-" / "."
-};
+namespace chars = http1::chars;  // RFC 9110's character classes
 
-constexpr std::array<uint8_t, 256> make_classes() {
-  std::array<uint8_t, 256> t{};
-  auto mark = [&](std::string_view chars, uint8_t bit) {
-    for (char c : chars)
-      t[static_cast<uint8_t>(c)] |= bit;
-  };
-  constexpr std::string_view lower = "abcdefghijklmnopqrstuvwxyz";
-  constexpr std::string_view upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-  constexpr std::string_view digits = "0123456789";
-  constexpr std::string_view tchar_symbols = "!#$%&'*+-.^_`|~";
-  mark(lower, kNameChar | kTokenChar | kAuthorityChar | kSchemeChar);
-  mark(upper, kTokenChar | kAuthorityChar | kSchemeChar);
-  mark(digits, kNameChar | kTokenChar | kAuthorityChar | kSchemeChar);
-  mark(tchar_symbols, kNameChar | kTokenChar);
-  mark("-._~!$&'()*+,;=:@[]%", kAuthorityChar);
-  mark("+-.", kSchemeChar);
-  for (int c = 0x21; c <= 0x7e; ++c)
-    t[c] |= kValueChar;
-  for (int c = 0x80; c <= 0xff; ++c)
-    t[c] |= kValueChar;
-  t[' '] |= kValueChar;
-  t['\t'] |= kValueChar;
-  return t;
+// A tchar that is not uppercase (RFC 9113 §8.2.1).
+bool name_char(char c) noexcept {
+  return chars::is(c, chars::kToken) && !(c >= 'A' && c <= 'Z');
 }
-constexpr std::array<uint8_t, 256> kClasses = make_classes();
-
-bool all_of(std::string_view s, uint8_t bit) noexcept {
+// uri-host [":" port], and "@": nghttp2 let userinfo through too.
+bool authority_char(char c) noexcept {
+  return chars::is(c, chars::kHost) || c == '@';
+}
+// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1), first byte unchecked.
+bool scheme_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || chars::is_digit(c) || c == '+' ||
+         c == '-' || c == '.';
+}
+template <class Pred>
+bool all_of(std::string_view s, Pred pred) noexcept {
   for (char c : s)
-    if (!(kClasses[static_cast<uint8_t>(c)] & bit)) return false;
+    if (!pred(c)) return false;
   return true;
 }
 
@@ -67,27 +51,18 @@ bool no_byte_below_or_del(std::string_view s, uint8_t floor) noexcept {
   return true;
 }
 
-bool equals_lowercase(std::string_view s, std::string_view lower) noexcept {
-  if (s.size() != lower.size()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool valid_field_name(std::string_view name) noexcept {
-  return !name.empty() && all_of(name, kNameChar);
+  return !name.empty() && all_of(name, name_char);
 }
 
 bool valid_field_value(std::string_view value) noexcept {
   if (value.empty()) return true;
   auto edge_ws = [](char c) { return c == ' ' || c == '\t'; };
   if (edge_ws(value.front()) || edge_ws(value.back())) return false;
-  return no_byte_below_or_del(value, 0x20) || all_of(value, kValueChar);  // HTAB: the slow way
+  return no_byte_below_or_del(value, 0x20) ||
+         chars::all_of(value, chars::kFieldValue);  // HTAB: the slow way
 }
 
 const char* RequestCheck::header(std::string_view name, std::string_view value) noexcept {
@@ -105,7 +80,7 @@ const char* RequestCheck::pseudo(std::string_view name, std::string_view value) 
   switch (name.size() > 1 ? name[1] : 0) {
     case 'm':
       if (name != ":method") return "unknown pseudo-header";
-      if (value.empty() || !all_of(value, kTokenChar)) return "invalid :method";
+      if (value.empty() || !chars::all_of(value, chars::kToken)) return "invalid :method";
       bit = kMethod;
       if (value.size() == 7 && value == "CONNECT") seen_ |= kConnect;
       if (value.size() == 7 && value == "OPTIONS") seen_ |= kOptions;
@@ -122,12 +97,12 @@ const char* RequestCheck::pseudo(std::string_view name, std::string_view value) 
       break;
     case 's':
       if (name != ":scheme") return "unknown pseudo-header";  // :status among them
-      if (value.empty() || !all_of(value, kSchemeChar)) return "invalid :scheme";
+      if (value.empty() || !all_of(value, scheme_char)) return "invalid :scheme";
       bit = kScheme;
       break;
     case 'a':
       if (name != ":authority") return "unknown pseudo-header";
-      if (value.empty() || !all_of(value, kAuthorityChar)) return "invalid :authority";
+      if (value.empty() || !all_of(value, authority_char)) return "invalid :authority";
       bit = kAuthority;
       break;
     default:
@@ -145,13 +120,13 @@ const char* RequestCheck::regular(std::string_view name, std::string_view value,
   // Connection-specific fields (RFC 9113 §8.2.2) and the ones with rules.
   switch (name.size()) {
     case 2:
-      if (name == "te" && !equals_lowercase(value, "trailers")) return "te other than trailers";
+      if (name == "te" && !http1::iequals(value, "trailers")) return "te other than trailers";
       break;
     case 4:
       // Once, and not empty: with no :authority it routes the request, and
       // a second one could route differently from what a flare reads.
       if (name == "host" && !trailer) {
-        if (value.empty() || !all_of(value, kAuthorityChar)) return "invalid host";
+        if (value.empty() || !all_of(value, authority_char)) return "invalid host";
         if (seen_ & kHost) return "duplicate host";
         seen_ |= kHost;
       }
