@@ -30,6 +30,11 @@ uint32_t be24(const uint8_t* p) noexcept {
   return (uint32_t(p[0]) << 16) | (uint32_t(p[1]) << 8) | p[2];
 }
 
+// The SETTINGS_MAX_FRAME_SIZE we send: the configured size within RFC 9113's range.
+uint32_t advertised_frame_size(uint32_t configured) noexcept {
+  return std::clamp<uint32_t>(configured, 16384, (1u << 24) - 1);
+}
+
 }  // namespace
 
 template <class Fn>
@@ -131,8 +136,7 @@ Session::Session(Role role, SessionHandler& handler, const Settings& settings, S
   std::vector<nghttp2_settings_entry> iv = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, settings.max_concurrent_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings.initial_window_size},
-      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE,
-       std::clamp<uint32_t>(settings.max_frame_size, 16384, (1u << 24) - 1)},
+      {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, advertised_frame_size(settings.max_frame_size)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, settings.max_header_list_size},
   };
   if (role == Role::client) iv.push_back({NGHTTP2_SETTINGS_ENABLE_PUSH, 0});
@@ -186,6 +190,7 @@ size_t Session::scan_frames(const Bytes& input, std::string* flood) {
   preface_left_ -= i;
   const uint64_t list = settings_.max_header_list_size ? settings_.max_header_list_size : 64u << 10;
   const uint64_t max_encoded = 4 * list + 16384;
+  const uint32_t max_frame_size = advertised_frame_size(settings_.max_frame_size);
   while (i < n) {
     if (frame_payload_left_ > 0) {
       size_t k = std::min(frame_payload_left_, n - i);
@@ -205,6 +210,10 @@ size_t Session::scan_frames(const Bytes& input, std::string* flood) {
     uint32_t len = be24(frame_hd_);
     uint8_t type = frame_hd_[3];
     frame_payload_left_ = len;
+    // Over the SETTINGS_MAX_FRAME_SIZE we sent, nghttp2 ends the connection
+    // with FRAME_SIZE_ERROR (RFC 9113 4.2) as soon as it reads this header;
+    // counting it towards a header block would answer ENHANCE_YOUR_CALM.
+    if (len > max_frame_size) continue;
     bool ends_block = frame_hd_[4] & NGHTTP2_FLAG_END_HEADERS;
     if (type == NGHTTP2_HEADERS || type == NGHTTP2_PUSH_PROMISE) {
       continuations_ = 0;

@@ -494,9 +494,6 @@ KNOWN_BUGS = {
     "headers-stream-id-decreases":
         "a new stream id below the last one is ignored, not a connection error PROTOCOL_ERROR "
         "(RFC 9113 5.1.1; nghttp2 ignores HEADERS on ids it no longer knows)",
-    "headers-over-max-frame-size":
-        "a HEADERS frame over SETTINGS_MAX_FRAME_SIZE gets GOAWAY ENHANCE_YOUR_CALM (the "
-        "session's header-block guard runs first), not FRAME_SIZE_ERROR (RFC 9113 4.2)",
     "streams-over-max-concurrent":
         "a stream past max_concurrent_streams ends the whole connection (GOAWAY PROTOCOL_ERROR, "
         "the 8 good streams die) instead of RST_STREAM REFUSED_STREAM on that stream",

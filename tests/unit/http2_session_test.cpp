@@ -741,6 +741,24 @@ TEST(Http2Session, EncodedHeaderBlockBoundAtTheLimitAndOnePast) {
   }
 }
 
+TEST(Http2Session, HeadersFrameOverMaxFrameSizeIsFrameSizeErrorNotCalm) {
+  // Larger than any header block bound too: the frame size decides first.
+  Settings s;
+  s.max_frame_size = 1u << 20;
+  std::string hd = frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, "");
+  size_t len = (1u << 20) + 1;
+  hd[0] = static_cast<char>(len >> 16);
+  hd[1] = static_cast<char>(len >> 8);
+  hd[2] = static_cast<char>(len);
+  Peer server(Role::server, s);
+  auto r = server.session.feed(Bytes::copy(client_preface() + hd + std::string(4096, '\x82')));
+  EXPECT_FALSE(server.session.calmed());
+  EXPECT_EQ(goaway_code(produce_all(server.session)), NGHTTP2_FRAME_SIZE_ERROR);
+  EXPECT_FALSE(server.session.alive());
+  EXPECT_EQ(server.streams.count(1), 0u);
+  (void)r;
+}
+
 TEST(Http2Session, UnreadPingAcksPastTheBoundAreEnhanceYourCalm) {
   // 1000 queued ACKs at most: the one for the client's SETTINGS and 999 PINGs.
   for (int pings : {999, 1000}) {
