@@ -1,6 +1,7 @@
 #include "handlers/flare/edge.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 #include <exception>
 
@@ -146,6 +147,15 @@ Action LoopEdge::run_flare(const Route* route, const Request& request, Response&
                                                     : "transform the answer of") +
                      " the origin, but its route has no 'origin:' in the config\n");
   return Action::respond;
+}
+
+uint64_t LoopEdge::head_length(const Response& response) noexcept {
+  const Bytes& body = response.body_bytes();
+  if (!body.empty()) return body.size();
+  std::string_view v = response.header("content-length").value_or("");
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  return ec == std::errc() && end == v.data() + v.size() ? n : 0;
 }
 
 Bytes LoopEdge::stable_body(const Response& response) {

@@ -135,6 +135,9 @@ class LoopEdge {
   // Copies an arena body out (into a pool buffer), so that it survives
   // finish(). Bodies given as Bytes are returned as they are.
   Bytes stable_body(const Response& response);
+  // The length to announce when answering HEAD: the body's, or when the
+  // flare sent none, its own Content-Length if that is a plain number.
+  static uint64_t head_length(const Response& response) noexcept;
   Scratch& scratch() noexcept { return scratch_; }
   // Ends an invocation: the arena is reset in one step.
   void finish() noexcept { arena_.reset(); }

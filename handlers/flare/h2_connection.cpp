@@ -24,6 +24,7 @@
 
 #include "ember/log.hpp"
 #include "handlers/flare/connections.hpp"
+#include "protocols/http1/writer.hpp"
 #include "protocols/http2/request_check.hpp"
 #include "protocols/http2/server_connection.hpp"
 #include "protocols/http2/session.hpp"
@@ -147,10 +148,12 @@ http2::Settings session_settings(const Limits& l) {
   return s;
 }
 
-bool is_connection_specific(std::string_view lower) noexcept {
+// Connection-specific fields (RFC 9113 8.2.2), and the ones the server
+// writes itself: content-length and date.
+bool dropped_from_answer(std::string_view lower) noexcept {
   return lower == "connection" || lower == "keep-alive" || lower == "transfer-encoding" ||
          lower == "upgrade" || lower == "proxy-connection" || lower == "te" ||
-         lower == "content-length";  // ours replaces the flare's
+         lower == "content-length" || lower == "date";
 }
 
 bool has_upper(std::string_view s) noexcept {
@@ -479,17 +482,11 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
 
     char status_text[4];
     std::to_chars(status_text, status_text + 3, status);
-    // HEAD: the length a GET would get (the flare's own field when it set
-    // one without a body).
+    // HEAD: the length a GET would get.
     char length_text[24];
-    std::string_view length;
-    if (s.head && response.body_bytes().empty())
-      length = response.header("content-length").value_or("");
-    if (length.empty()) {
-      auto lr = std::to_chars(length_text, length_text + sizeof length_text,
-                              s.head ? response.body_bytes().size() : body_size);
-      length = std::string_view(length_text, static_cast<size_t>(lr.ptr - length_text));
-    }
+    auto lr = std::to_chars(length_text, length_text + sizeof length_text,
+                            s.head ? LoopEdge::head_length(response) : body_size);
+    std::string_view length(length_text, static_cast<size_t>(lr.ptr - length_text));
 
     std::span<const HeaderField> in = response.headers();
     size_t lower_bytes = 0;
@@ -499,6 +496,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     lower_.reserve(lower_bytes);  // no reallocation below: views stay valid
     out_headers_.clear();
     out_headers_.push_back({":status", {status_text, 3}});
+    out_headers_.push_back({"date", http1::http_date_now()});  // RFC 9110 6.6.1
     for (const HeaderField& f : in) {
       std::string_view name = f.name;
       if (has_upper(name)) {
@@ -507,7 +505,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
           lower_.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c);
         name = std::string_view(lower_).substr(at, name.size());
       }
-      if (is_connection_specific(name)) continue;
+      if (dropped_from_answer(name)) continue;
       out_headers_.push_back({name, f.value});
     }
     if (status != 204 && status != 304) out_headers_.push_back({"content-length", length});

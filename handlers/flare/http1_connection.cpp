@@ -443,7 +443,9 @@ class Http1Connection final : public ConnectionHandler {
     const Bytes& raw = resp.body_bytes();
     Bytes body = raw.size() <= http1::ResponseWriter::kCopyBelow ? raw : edge_.stable_body(resp);
     http1::ResponseWriter writer(out);
-    if (!writer.write(start, body)) {
+    bool written = head_request_ ? writer.begin(start, LoopEdge::head_length(resp)) && writer.end()
+                                 : writer.write(start, body);
+    if (!written) {
       EMBER_WARN("ember.edge", "flare produced an invalid response header; answering 500",
                  {"flare", flare});
       http1::write_error(out, 500, "the flare produced an invalid response header");

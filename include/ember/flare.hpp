@@ -127,7 +127,11 @@ class Response {
   bool status_set() const noexcept { return status_set_; }
   // Replaces any field of that name. Names and values are copied into the
   // arena; names are sent lower case on HTTP/2. A name or value with CR, LF
-  // or NUL throws std::invalid_argument (header injection).
+  // or NUL throws std::invalid_argument (header injection). The server
+  // frames the answer itself: Content-Length, Transfer-Encoding, Date,
+  // Connection and Keep-Alive set here are not sent (nor, on HTTP/2, other
+  // connection-specific fields). On HEAD, a Content-Length without a body
+  // gives the length a GET would get.
   void set_header(std::string_view name, std::string_view value);
   void add_header(std::string_view name, std::string_view value);
   void remove_header(std::string_view name) noexcept;

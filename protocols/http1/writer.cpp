@@ -66,6 +66,25 @@ bool valid_fields(std::span<const Field> fields) noexcept {
   return true;
 }
 
+// Fields the writer writes itself for a final response: a caller's copy
+// could contradict the framing (two lengths, a length and chunked) and let a
+// client read the next response out of this one's body. A 1xx keeps its
+// Connection (a 101's "upgrade").
+bool writer_owned(std::string_view name, int status) noexcept {
+  switch (name.size()) {
+    case 4:
+      return iequals(name, "date");
+    case 10:
+      return status >= 200 && (iequals(name, "connection") || iequals(name, "keep-alive"));
+    case 14:
+      return iequals(name, "content-length");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
+  }
+}
+
 bool no_content_status(int status) noexcept {
   return status < 200 || status == 204 || status == 304;
 }
@@ -214,7 +233,7 @@ bool ResponseWriter::begin(const ResponseStart& r, std::optional<uint64_t> conte
   h.put("\r\n");
   if (r.status >= 200) h.field("Date", r.date ? http_date(r.date) : http_date_now());
   for (const Field& f : r.fields)
-    h.field(f.name, f.value);
+    if (!writer_owned(f.name, r.status)) h.field(f.name, f.value);
 
   mode_ = Mode::none;
   remaining_ = 0;

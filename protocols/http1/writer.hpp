@@ -42,9 +42,10 @@ bool valid_field_value(std::string_view value) noexcept;  // no controls but HTA
 struct ResponseStart {
   int status = 200;              // 100..599
   std::string_view reason = {};  // empty: reason_phrase(status)
-  // Extra fields, written in order after Date. Leave out Content-Length,
-  // Transfer-Encoding, Date and Connection: close/keep-alive; the writer adds
-  // them (a 101's "Connection: upgrade" is the caller's).
+  // Extra fields, written in order after Date. Content-Length,
+  // Transfer-Encoding, Date, and for a final response Connection and
+  // Keep-Alive, are the writer's own: such fields here are dropped (a 101's
+  // "Connection: upgrade" is the caller's).
   std::span<const Field> fields = {};
   // false: "Connection: close"; close the connection once this is written.
   bool keep_alive = true;

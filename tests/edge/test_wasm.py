@@ -81,6 +81,46 @@ SECRETS = {"jwt-key": "s3cret-jwt", "from-env": "value from the environment",
            "from-file": "value from a file", "hidden": "never allowed"}
 
 
+# Sets the fields the server owns (framing, date, connection) to wrong values
+# (its strings start at 256: a guest pointer 0 reads as null);
+# @BODY@ is the body it answers with ("hello", or none at all).
+FRAMING_WAT = r"""
+(module
+  (import "flaron/v1" "resp_header_set" (func $set (param i32 i32 i32 i32)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 256) "content-length")
+  (data (i32.const 272) "@LENGTH@")
+  (data (i32.const 288) "date")
+  (data (i32.const 304) "Mon, 01 Jan 1990 00:00:00 GMT")
+  (data (i32.const 352) "connection")
+  (data (i32.const 368) "close")
+  (data (i32.const 384) "transfer-encoding")
+  (data (i32.const 416) "chunked")
+  (data (i32.const 432) "x-kept")
+  (data (i32.const 448) "yes")
+  (data (i32.const 464) "hello")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "handle_request") (result i64)
+    (call $set (i32.const 256) (i32.const 14) (i32.const 272) (i32.const @LENGTH_SIZE@))
+    (call $set (i32.const 288) (i32.const 4) (i32.const 304) (i32.const 29))
+    (call $set (i32.const 352) (i32.const 10) (i32.const 368) (i32.const 5))
+    (call $set (i32.const 384) (i32.const 17) (i32.const 416) (i32.const 7))
+    (call $set (i32.const 432) (i32.const 6) (i32.const 448) (i32.const 3))
+    @BODY@
+    (i64.const 0x100000000)))
+"""
+
+
+def framing_wat(length, body):
+    call = "(call $body_set (i32.const 464) (i32.const 5))" if body else ""
+    return (FRAMING_WAT.replace("@LENGTH@", length).replace("@LENGTH_SIZE@", str(len(length)))
+            .replace("@BODY@", call))
+
+
 def wat2wasm(wat_text, out_path):
     src = out_path[:-5] + ".wat"
     with open(src, "w") as f:
@@ -103,6 +143,9 @@ def modules(tmp_path_factory):
     for name, (body, alloc) in HOSTILE.items():
         out[name] = wat2wasm(hostile_wat(body, alloc), os.path.join(d, name + ".wasm"))
     out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
+    out["framing"] = wat2wasm(framing_wat("3", True), os.path.join(d, "framing.wasm"))
+    # No body, a Content-Length for HEAD to announce.
+    out["announce"] = wat2wasm(framing_wat("42", False), os.path.join(d, "announce.wasm"))
     for op in OPS + KEYED_OPS:
         out[op] = wat2wasm(OP_TEMPLATE % op, os.path.join(d, op + ".wasm"))
     return out
@@ -138,6 +181,57 @@ def test_a_flare_reads_the_request_and_builds_the_response(server):
     assert payload == body
     status, h, payload = http_request(server, "/w/request")
     assert (status, h["x-method"], h["x-header"], payload) == (201, "GET", "", b"")
+
+
+def test_the_server_frames_the_answer_whatever_fields_the_flare_sets(server):
+    # HTTP/1.1: one Content-Length (the body's), one fresh Date, no
+    # Transfer-Encoding; the flare's "connection: close" does not end the
+    # connection, so a second request on it is answered.
+    raw = edge.get("/w/framing")
+    resp, reader = edge.http1_request(server.port, raw + raw)
+    second = edge.read_response(reader)
+    reader.sock.close()
+    for r in (resp, second):
+        assert (r.status, r.body) == (200, b"hello")
+        assert r.header_all("content-length") == ["5"]
+        assert len(r.header_all("date")) == 1 and "1990" not in r.header("date")
+        assert r.header_all("transfer-encoding") == []
+        assert r.header_all("connection") == []
+        assert r.header("x-kept") == "yes"
+    # HTTP/2: the same, and a date as RFC 9110 6.6.1 asks of every answer.
+    c = edge.H2(server.port)
+    try:
+        c.headers(1, edge.request_headers("/w/framing"))
+        hdrs, body, rst = c.response(1)
+    finally:
+        c.close()
+    names = [k for k, _ in hdrs]
+    assert (edge.h2_status(hdrs), body, rst) == (200, b"hello", None)
+    assert dict(hdrs)["content-length"] == "5" and names.count("content-length") == 1
+    assert names.count("date") == 1 and "1990" not in dict(hdrs)["date"]
+    assert "connection" not in names and "transfer-encoding" not in names
+    assert dict(hdrs)["x-kept"] == "yes"
+
+
+@pytest.mark.parametrize("path, get_length, head_length", [
+    ("/w/framing", "5", "5"),   # a body: its length, whatever the flare's field says
+    ("/w/announce", "0", "42"),  # no body: HEAD announces the flare's length
+])
+def test_head_announces_the_length_a_get_would_get(server, path, get_length, head_length):
+    head = ("HEAD %s HTTP/1.1\r\nHost: t\r\n\r\n" % path).encode()
+    resp, reader = edge.http1_request(server.port, head + edge.get(path), head=True)
+    get = edge.read_response(reader)
+    reader.sock.close()
+    assert (resp.status, resp.header_all("content-length"), resp.body) == (200, [head_length], b"")
+    assert (get.status, get.header_all("content-length")) == (200, [get_length])
+    c = edge.H2(server.port)
+    try:
+        c.headers(1, edge.request_headers(path, method="HEAD"))
+        hdrs, body, rst = c.response(1)
+    finally:
+        c.close()
+    assert (edge.h2_status(hdrs), body, rst) == (200, b"", None)
+    assert [v for k, v in hdrs if k == "content-length"] == [head_length]
 
 
 @pytest.mark.parametrize("op, arg, check", [

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -350,6 +351,54 @@ TEST_F(EdgeServer, FlaresSeeTheClientsAddressOnEveryRequest) {
     }
     ::close(fd);
   }
+}
+
+// A flare that sets the fields the server owns: framing, Date, Connection.
+class SetsFraming final : public Flare {
+ public:
+  Action handle_request(Context& ctx) override {
+    ctx.response.set_header("Content-Length", "3");
+    ctx.response.add_header("transfer-encoding", "chunked");
+    ctx.response.set_header("Date", "Mon, 01 Jan 1990 00:00:00 GMT");
+    ctx.response.set_header("Connection", "close");
+    ctx.response.set_header("x-kept", "yes");
+    ctx.response.set_body(std::string_view("hello"));
+    return Action::respond;
+  }
+};
+
+int count_of(const std::string& text, std::string_view needle) {
+  int n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++n;
+  return n;
+}
+
+// The server frames the answer itself: a flare's Content-Length,
+// Transfer-Encoding, Date or Connection would contradict it (a client could
+// read the next answer out of this one's body), so they are dropped.
+TEST_F(EdgeServer, FramingFieldsAFlareSetsAreTheServersOwn) {
+  std::vector<LiveRoute> routes = server_->routes();
+  routes.push_back({"*", "/framing", "framing", std::make_shared<SetsFraming>()});
+  server_->set_routes(routes);
+  int fd = dial(port_);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(send_all(fd,
+                       "GET /framing HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /framing HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got = read_until(fd, "hello", 2);
+  ::close(fd);
+  EXPECT_EQ(count_of(got, "HTTP/1.1 200"), 2) << got;  // still kept alive
+  std::string lower = got;
+  for (char& c : lower)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_EQ(count_of(lower, "content-length: 5\r\n"), 2) << got;
+  EXPECT_EQ(count_of(lower, "content-length:"), 2) << got;
+  EXPECT_EQ(count_of(lower, "transfer-encoding"), 0) << got;
+  EXPECT_EQ(count_of(lower, "connection:"), 0) << got;
+  EXPECT_EQ(count_of(lower, "date:"), 2) << got;
+  EXPECT_EQ(count_of(got, "1990"), 0) << got;
+  EXPECT_EQ(count_of(got, "x-kept: yes"), 2) << got;
 }
 
 // A native flare that fetches (may_wait): it waits on its fiber while both

@@ -140,6 +140,23 @@ TEST(ResponseWriter, SwitchingProtocols) {
             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
 }
 
+TEST(ResponseWriter, DropsTheFieldsItWritesItself) {
+  IoChain out;
+  ResponseWriter w(out);
+  Field f[] = {{"content-length", "3"},
+               {"Transfer-Encoding", "chunked"},
+               {"DATE", "Mon, 01 Jan 1990 00:00:00 GMT"},
+               {"Connection", "close"},
+               {"keep-alive", "timeout=1"},
+               {"X-Kept", "yes"},
+               {"Content-Type", "text/plain"}};
+  ASSERT_TRUE(w.write({.status = 200, .fields = f, .date = kDate}, Bytes::copy("hello")));
+  EXPECT_EQ(flatten(out), "HTTP/1.1 200 OK\r\n" + kDateLine +
+                              "X-Kept: yes\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 5\r\n\r\nhello");
+  EXPECT_FALSE(w.closing());  // the caller's "Connection: close" did not end the connection
+}
+
 TEST(ResponseWriter, CustomReasonAndUnknownStatus) {
   IoChain out;
   ResponseWriter w(out);
