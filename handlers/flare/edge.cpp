@@ -138,6 +138,19 @@ Action LoopEdge::run_flare(const Route* route, const Request& request, Response&
     error_response(response, 500, "flare '" + route->flare_name + "' failed\n");
     return Action::respond;
   }
+  if (response.status() < 200) {
+    // An interim status would leave the request unanswered and the client
+    // reading the next answer as this one's (HTTP/1.1's 101 switches protocols).
+    int status = response.status();
+    EMBER_WARN("ember.flare", "flare answered with an interim status; answering 500",
+               {"flare", route->flare_name}, {"status", status});
+    arena.reset();
+    response.reset();
+    error_response(response, 500,
+                   "flare '" + route->flare_name + "' answered with the interim status " +
+                       std::to_string(status) + "; a flare's answer must be 200..599\n");
+    return Action::respond;
+  }
   if (action == Action::respond || (proxying && !route->origin.empty())) return action;
   arena.reset();
   response.reset();

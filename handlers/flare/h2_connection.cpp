@@ -471,7 +471,7 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
   void submit(Stream& s, const Response& response, bool reset_after) {
     s.answered = true;
     int status = response.status();
-    if (status < 200) status = 500;  // no interim answers: a final one is owed
+    if (status < 200) status = 500;  // run_flare answers 500 for these; stay safe anyway
     bool bodyless = s.head || status == 204 || status == 304;
     // A small body rides inline in the stream's Body (copied now, before the
     // arena is reset) instead of in a pool buffer.

@@ -121,7 +121,9 @@ class Response {
  public:
   explicit Response(Scratch& scratch) noexcept : scratch_(scratch) {}
 
-  void set_status(int status);  // 100..599, else std::invalid_argument
+  // 100..599, else std::invalid_argument. Flares send no interim answers:
+  // a 1xx answer reaches the client as a 500.
+  void set_status(int status);
   int status() const noexcept { return status_; }
   // set_status() was called (Action::transform keeps the origin's otherwise).
   bool status_set() const noexcept { return status_set_; }

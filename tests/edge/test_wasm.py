@@ -115,6 +115,24 @@ FRAMING_WAT = r"""
 """
 
 
+# Answers with an interim status (the flare's mistake) and a body.
+INTERIM_WAT = r"""
+(module
+  (import "flaron/v1" "resp_set_status" (func $status (param i32)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 256) "switching?")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "handle_request") (result i64)
+    (call $status (i32.const 101))
+    (call $body_set (i32.const 256) (i32.const 10))
+    (i64.const 0x100000000)))
+"""
+
+
 def framing_wat(length, body):
     call = "(call $body_set (i32.const 464) (i32.const 5))" if body else ""
     return (FRAMING_WAT.replace("@LENGTH@", length).replace("@LENGTH_SIZE@", str(len(length)))
@@ -144,6 +162,7 @@ def modules(tmp_path_factory):
         out[name] = wat2wasm(hostile_wat(body, alloc), os.path.join(d, name + ".wasm"))
     out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
     out["framing"] = wat2wasm(framing_wat("3", True), os.path.join(d, "framing.wasm"))
+    out["interim"] = wat2wasm(INTERIM_WAT, os.path.join(d, "interim.wasm"))
     # No body, a Content-Length for HEAD to announce.
     out["announce"] = wat2wasm(framing_wat("42", False), os.path.join(d, "announce.wasm"))
     for op in OPS + KEYED_OPS:
@@ -211,6 +230,23 @@ def test_the_server_frames_the_answer_whatever_fields_the_flare_sets(server):
     assert names.count("date") == 1 and "1990" not in dict(hdrs)["date"]
     assert "connection" not in names and "transfer-encoding" not in names
     assert dict(hdrs)["x-kept"] == "yes"
+
+
+def test_an_interim_status_from_a_flare_is_answered_500(server):
+    # HTTP/1.1: a 101 would switch the client's protocol and leave the request
+    # unanswered; the next request on the connection still gets its own answer.
+    resp, reader = edge.http1_request(server.port, edge.get("/w/interim") + edge.get("/"))
+    after = edge.read_response(reader)
+    reader.sock.close()
+    assert resp.status == 500 and b"interim status 101" in resp.body
+    assert (after.status, after.body) == (200, b"hello")
+    c = edge.H2(server.port)
+    try:
+        c.headers(1, edge.request_headers("/w/interim"))
+        hdrs, body, rst = c.response(1)
+    finally:
+        c.close()
+    assert (edge.h2_status(hdrs), rst) == (500, None) and b"interim status 101" in body
 
 
 @pytest.mark.parametrize("path, get_length, head_length", [
