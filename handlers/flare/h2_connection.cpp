@@ -480,8 +480,6 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     Bytes body = bodyless || inline_body ? Bytes() : edge_.stable_body(response);
     size_t body_size = inline_body ? raw.size() : body.size();
 
-    char status_text[4];
-    std::to_chars(status_text, status_text + 3, status);
     // HEAD: the length a GET would get.
     char length_text[24];
     auto lr = std::to_chars(length_text, length_text + sizeof length_text,
@@ -495,8 +493,10 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     lower_.clear();
     lower_.reserve(lower_bytes);  // no reallocation below: views stay valid
     out_headers_.clear();
-    out_headers_.push_back({":status", {status_text, 3}});
-    out_headers_.push_back({"date", http1::http_date_now()});  // RFC 9110 6.6.1
+    out_headers_.push_back({":status", http2::status_digits(status), true});
+    // RFC 9110 6.6.1. The loop thread's date text outlives the frame: when the
+    // second changes it is rewritten in place, still a valid date.
+    out_headers_.push_back({"date", http1::http_date_now(), true});
     for (const HeaderField& f : in) {
       std::string_view name = f.name;
       if (has_upper(name)) {
@@ -508,7 +508,8 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
       if (dropped_from_answer(name)) continue;
       out_headers_.push_back({name, f.value});
     }
-    if (status != 204 && status != 304) out_headers_.push_back({"content-length", length});
+    if (status != 204 && status != 304)
+      out_headers_.push_back({"content-length", length, false, true});
 
     http2::Body* provider = nullptr;
     if (inline_body) {

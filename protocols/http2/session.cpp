@@ -1,6 +1,7 @@
 #include "protocols/http2/session.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,7 @@ void fill_nv(std::span<const Header> headers, nghttp2_nv* out) noexcept {
     nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(h.value.data()));
     nv.valuelen = h.value.size();
     nv.flags = h.static_storage ? (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+               : h.static_name  ? NGHTTP2_NV_FLAG_NO_COPY_NAME
                                 : NGHTTP2_NV_FLAG_NONE;
   }
 }
@@ -35,7 +37,22 @@ uint32_t advertised_frame_size(uint32_t configured) noexcept {
   return std::clamp<uint32_t>(configured, 16384, (1u << 24) - 1);
 }
 
+constexpr auto kStatusDigits = [] {
+  std::array<char, 500 * 3> t{};
+  for (int s = 100; s < 600; ++s) {
+    t[(s - 100) * 3] = static_cast<char>('0' + s / 100);
+    t[(s - 100) * 3 + 1] = static_cast<char>('0' + s / 10 % 10);
+    t[(s - 100) * 3 + 2] = static_cast<char>('0' + s % 10);
+  }
+  return t;
+}();
+
 }  // namespace
+
+std::string_view status_digits(int status) noexcept {
+  if (status < 100 || status > 599) status = 500;
+  return {kStatusDigits.data() + (status - 100) * 3, 3};
+}
 
 template <class Fn>
 int Session::with_nv(std::span<const Header> headers, Fn&& fn) {

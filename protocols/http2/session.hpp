@@ -108,10 +108,15 @@ class Body {
 struct Header {
   std::string_view name;
   std::string_view value;
-  // Set when the strings outlive the submit call (static tables): nghttp2 then
-  // references them instead of copying.
+  // Set when the strings outlive the frame's sending (static tables): nghttp2
+  // then references them instead of copying.
   bool static_storage = false;
+  // Only the name does (a literal name with a value built per answer).
+  bool static_name = false;
 };
+
+// "100".."599" in static storage, for a :status field; "500" outside that range.
+std::string_view status_digits(int status) noexcept;
 
 class SessionHandler {
  public:
