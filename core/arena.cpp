@@ -12,9 +12,23 @@ Arena::Arena(size_t chunk_size, size_t limit)
 Arena::Arena(std::span<uint8_t> initial, size_t chunk_size, size_t limit)
     : chunk_size_(std::max<size_t>(chunk_size, 64)), limit_(limit) {
   chunks_.push_back(Chunk{initial.data(), initial.size(), nullptr});
+  enter_chunk(0);
 }
 
-void* Arena::allocate(size_t size, size_t align) noexcept {
+void Arena::enter_chunk(size_t index) noexcept {
+  current_ = index;
+  cur_ = reinterpret_cast<uintptr_t>(chunks_[index].data);
+  cap_end();
+}
+
+void Arena::cap_end() noexcept {
+  const Chunk& c = chunks_[current_];
+  uintptr_t end = reinterpret_cast<uintptr_t>(c.data) + c.size;
+  size_t left = limit_ - used_;
+  end_ = end - cur_ > left ? cur_ + left : end;
+}
+
+void* Arena::allocate_slow(size_t size, size_t align) noexcept {
   // Fail early past the limit (no chunk for a request that cannot succeed),
   // and keep size + align below SIZE_MAX so next_chunk() can always fit it.
   if (size > limit_ - used_ || size > SIZE_MAX - align) {
@@ -23,14 +37,15 @@ void* Arena::allocate(size_t size, size_t align) noexcept {
   }
   for (;;) {
     if (current_ < chunks_.size()) {
-      Chunk& c = chunks_[current_];
-      uintptr_t base = reinterpret_cast<uintptr_t>(c.data) + offset_;
-      size_t pad = (align - (base & (align - 1))) & (align - 1);
-      if (pad <= c.size - offset_ && size <= c.size - offset_ - pad) {
-        if (size + pad > limit_ - used_) break;
-        offset_ += pad + size;
-        used_ += pad + size;
-        return reinterpret_cast<void*>(base + pad);
+      const Chunk& c = chunks_[current_];
+      uintptr_t end = reinterpret_cast<uintptr_t>(c.data) + c.size;
+      uintptr_t at = (cur_ + (align - 1)) & ~(uintptr_t(align) - 1);
+      if (at <= end && size <= end - at) {
+        if (at + size - cur_ > limit_ - used_) break;
+        used_ += at + size - cur_;
+        cur_ = at + size;
+        cap_end();
+        return reinterpret_cast<void*>(at);
       }
     }
     if (!next_chunk(size + align)) break;
@@ -42,8 +57,7 @@ void* Arena::allocate(size_t size, size_t align) noexcept {
 bool Arena::next_chunk(size_t need) noexcept {
   // Reuse a chunk kept from before the last reset when it is big enough.
   while (current_ + 1 < chunks_.size()) {
-    ++current_;
-    offset_ = 0;
+    enter_chunk(current_ + 1);
     if (chunks_[current_].size >= need) return true;
   }
   if (limit_ != kUnlimited && used_ >= limit_) return false;
@@ -56,8 +70,7 @@ bool Arena::next_chunk(size_t need) noexcept {
   } catch (...) {
     return false;  // the Chunk being built owned `mem` and freed it
   }
-  current_ = chunks_.size() - 1;
-  offset_ = 0;
+  enter_chunk(chunks_.size() - 1);
   return true;
 }
 
@@ -70,10 +83,12 @@ std::string_view Arena::copy(std::string_view s) noexcept {
 }
 
 void Arena::reset() noexcept {
-  current_ = 0;
-  offset_ = 0;
   used_ = 0;
   failed_ = false;
+  if (chunks_.empty())
+    current_ = 0;
+  else
+    enter_chunk(0);
 }
 
 void Arena::trim() noexcept {

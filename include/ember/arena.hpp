@@ -30,7 +30,17 @@ class Arena {
   Arena& operator=(const Arena&) = delete;
 
   // nullptr when the limit would be exceeded. `align` must be a power of two.
-  void* allocate(size_t size, size_t align = alignof(std::max_align_t)) noexcept;
+  void* allocate(size_t size, size_t align = alignof(std::max_align_t)) noexcept {
+    // Inline: most allocations fit the current chunk, whose end_ is capped
+    // at the limit (each byte handed out moves cur_ and used_ alike).
+    uintptr_t at = (cur_ + (align - 1)) & ~(uintptr_t(align) - 1);
+    if (cur_ != 0 && at <= end_ && size <= end_ - at) {
+      used_ += at + size - cur_;
+      cur_ = at + size;
+      return reinterpret_cast<void*>(at);
+    }
+    return allocate_slow(size, align);
+  }
   template <class T>
   T* allocate_array(size_t n) noexcept {
     if (n > SIZE_MAX / sizeof(T)) return nullptr;
@@ -55,12 +65,18 @@ class Arena {
     size_t size;
     std::unique_ptr<uint8_t[]> owned;
   };
+  void* allocate_slow(size_t size, size_t align) noexcept;
   bool next_chunk(size_t need) noexcept;
+  // cur_ to the start of chunks_[index], end_ to match.
+  void enter_chunk(size_t index) noexcept;
+  // end_: the current chunk's end, or less when the limit comes first.
+  void cap_end() noexcept;
 
   std::vector<Chunk> chunks_;
   size_t current_ = 0;  // index into chunks_
-  size_t offset_ = 0;   // within chunks_[current_]
-  size_t used_ = 0;     // bytes handed out since reset, padding included
+  uintptr_t cur_ = 0;   // next free byte in chunks_[current_]; 0 before the first chunk
+  uintptr_t end_ = 0;
+  size_t used_ = 0;  // bytes handed out since reset, padding included
   size_t chunk_size_;
   size_t limit_;
   bool failed_ = false;

@@ -162,5 +162,42 @@ TEST(Arena, AllocateArrayIsTypedAndAligned) {
   EXPECT_EQ(d[9], 9.0);
 }
 
+// A limit that falls inside a later chunk, reached through mixed sizes and
+// alignments: every byte up to it is handed out, padding counted, none past
+// it; after a reset the same sequence gets the same pieces.
+TEST(Arena, LimitInsideALaterChunkAcrossResets) {
+  const size_t limit = 1000;
+  Arena arena(256, limit);
+  auto fill = [&] {
+    std::vector<void*> got;
+    size_t padded = 0;
+    for (size_t i = 0;; ++i) {
+      size_t size = 1 + i % 37;
+      size_t align = size_t{1} << (i % 4);
+      size_t before = arena.used();
+      void* p = arena.allocate(size, align);
+      if (!p) {
+        EXPECT_FALSE(arena.ok());
+        EXPECT_EQ(arena.used(), before);  // a failure hands out nothing
+        break;
+      }
+      EXPECT_TRUE(aligned(p, align));
+      EXPECT_GE(arena.used(), before + size);
+      padded = arena.used();
+      got.push_back(p);
+    }
+    EXPECT_LE(padded, limit);
+    EXPECT_GT(padded, limit - 37 - 8);  // stopped only for want of room
+    EXPECT_EQ(arena.allocate(limit - arena.used() + 1, 1), nullptr);
+    return got;
+  };
+  std::vector<void*> first = fill();
+  size_t reserved = arena.reserved();
+  arena.reset();
+  EXPECT_TRUE(arena.ok());
+  EXPECT_EQ(fill(), first);
+  EXPECT_EQ(arena.reserved(), reserved);
+}
+
 }  // namespace
 }  // namespace ember
