@@ -353,6 +353,22 @@ def test_jwts_verify_with_the_secret(server, alg, digest):
                  claims=claims) is None
 
 
+def test_jwt_claims_must_be_flat(server):
+    # Claim values are scalars; a nested body (100,000 levels made the
+    # serializer recurse off the stack) gets no result.
+    deep = b'{"algorithm":"HS256","secret_key":"jwt-key","claims":{"a":' + \
+        b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    status, _, payload = http_request(server, "/w/crypto_sign_jwt", body=deep)
+    assert (status, payload) == (404, b"")
+    assert keyed(server, "crypto_sign_jwt", algorithm="HS256", secret_key="jwt-key",
+                 claims={"aud": ["x"]}) is None
+    flat = {"sub": "u", "exp": 1700000000, "admin": True, "nick": None}
+    token = keyed(server, "crypto_sign_jwt", algorithm="HS256", secret_key="jwt-key",
+                  claims=flat).decode()
+    assert json.loads(unb64url(token.split(".")[1])) == flat
+    assert http_request(server, "/w/request")[0] == 201
+
+
 def test_aes_gcm_round_trips_and_rejects_tampering(server):
     sealed = keyed(server, "crypto_encrypt_aes", secret_key="from-env", input="attack at dawn")
     raw = base64.b64decode(sealed)

@@ -508,6 +508,10 @@ int Env::keyed_crypto(int import, const std::string& arg, uint64_t* r) {
     }
     case crypto_sign_jwt: {
       if (!args["algorithm"].is_string() || !args["claims"].is_object()) return 0;
+      // Scalar claim values only: dump() recurses once per nesting level, so
+      // a deeply nested guest document would overflow the stack.
+      for (const json& value : args["claims"])
+        if (value.is_structured()) return 0;
       std::string alg = args["algorithm"];
       const EVP_MD* md = alg == "HS256"   ? EVP_sha256()
                          : alg == "HS384" ? EVP_sha384()
