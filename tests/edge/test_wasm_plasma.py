@@ -115,6 +115,24 @@ def test_capability_and_limits(server):
     assert set_(server, "big", b"x" * 1025) == 3  # too large (max_value 1k)
 
 
+def raw_set(server, key, value, path="/rw"):
+    """plasma_set with a key of raw bytes (a header value may carry obs-text)."""
+    raw = (b"POST %s HTTP/1.1\r\nHost: t\r\nX-Op: set\r\nX-Key: %s\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), key, len(value), value))
+    resp, reader = edge.http1_request(server.port, raw)
+    reader.sock.close()
+    return resp.status - 200
+
+
+def test_a_key_that_is_not_utf8_is_listed_with_replacement_characters(server):
+    assert raw_set(server, b"raw\xfe", b"v") == 0
+    status, _, payload = op(server, "list")
+    assert status == 200, payload
+    assert "raw\ufffd" in json.loads(payload)
+    assert op(server, "delete", b"raw\xfe")[0] == 200
+    assert "raw\ufffd" not in json.loads(op(server, "list")[2])
+
+
 def test_state_survives_a_restart(start_server, module_path, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("plasma-restart"))
     first = start(start_server, module_path, store)

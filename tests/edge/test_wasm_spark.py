@@ -129,6 +129,26 @@ def test_limits_answer_their_statuses(server):
     assert op(server, "pull")[0] == 205  # one node: nothing to pull from (-5)
 
 
+def raw_set(server, key, value, path="/rw"):
+    """spark_set with a key of raw bytes (a header value may carry obs-text)."""
+    raw = (b"POST %s HTTP/1.1\r\nHost: t\r\nX-Op: set\r\nX-Key: %s\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), key, len(value), value))
+    resp, reader = edge.http1_request(server.port, raw)
+    reader.sock.close()
+    return resp.status - 200
+
+
+def test_a_key_that_is_not_utf8_is_listed_with_replacement_characters(server):
+    clear(server)
+    assert raw_set(server, b"bad\xff", b"v") == 0
+    assert set_(server, "good", b"v") == 0
+    status, _, payload = op(server, "list")
+    assert status == 200, payload
+    assert json.loads(payload) == ["bad\ufffd", "good"]
+    op(server, "delete", b"bad\xff")
+    assert json.loads(op(server, "list")[2]) == ["good"]
+
+
 def test_values_survive_a_restart(start_server, module_path, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("spark-restart"))
     first = start(start_server, module_path, store)

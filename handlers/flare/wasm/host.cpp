@@ -367,6 +367,11 @@ std::string format_time(std::string_view format) {
   return {};
 }
 
+const char* import_name(int import) {
+  auto all = imports();
+  return import >= 0 && static_cast<size_t>(import) < all.size() ? all[import].name : "an import";
+}
+
 }  // namespace
 
 int host_call(void* env, int import, const uint64_t* args, uint64_t* result) {
@@ -466,12 +471,17 @@ int Env::dispatch(int import, const uint64_t* args, uint64_t* result) noexcept {
   if ((++calls_ & 15) == 0 && std::chrono::steady_clock::now() > deadline_) return trap_timeout;
   try {
     return call(import, args, result);
+  } catch (const json::exception& e) {
+    // Its own message says only "[json.exception...]": name the import.
+    error = std::string(import_name(import)) + ": " + e.what();
+    exception = std::make_exception_ptr(std::runtime_error(error));
+    return trap_host_error;
   } catch (const std::exception& e) {
     exception = std::current_exception();
-    error = e.what();
+    error = std::string(import_name(import)) + ": " + e.what();
     return trap_host_error;
   } catch (...) {
-    error = "unknown failure";
+    error = std::string(import_name(import)) + ": unknown failure";
     return trap_host_error;
   }
 }
@@ -728,7 +738,9 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       return 0;
     case spark_list: {
       if (!policy.spark || ++spark_reads_ > policy.spark_reads) return 0;
-      return give(json(policy.spark->list(policy.site, wall_clock_ms(), kMaxListed)).dump(), r);
+      return give(json(policy.spark->list(policy.site, wall_clock_ms(), kMaxListed))
+                      .dump(-1, ' ', false, json::error_handler_t::replace),
+                  r);
     }
     case spark_pull:  // one node: there is no other node to pull from
       *r = static_cast<uint32_t>(-spark_unavailable);
@@ -770,7 +782,9 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
     }
     case plasma_list:
       if (!policy.plasma) return 0;
-      return give(json(policy.plasma->list(policy.site, kMaxListed)).dump(), r);
+      return give(json(policy.plasma->list(policy.site, kMaxListed))
+                      .dump(-1, ' ', false, json::error_handler_t::replace),
+                  r);
     case ws_send: {
       if ((t = view(u32(0), u32(1), &v))) return t;
       // No text/binary flag in flaron/v1: valid UTF-8 goes as text, the rest
