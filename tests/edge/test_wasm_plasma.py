@@ -115,6 +115,20 @@ def test_capability_and_limits(server):
     assert set_(server, "big", b"x" * 1025) == 3  # too large (max_value 1k)
 
 
+def test_keys_longer_than_lmdb_takes_are_bad_keys(server):
+    # LMDB keys hold at most 511 bytes and the record key is site NUL key:
+    # on site "t" a key may have 509 bytes.
+    assert set_(server, "k" * 509, b"v") == 0
+    assert get(server, "k" * 509) == b"v"
+    assert delete(server, "k" * 509) == 0
+    assert add(server, "c" * 509, 1) == 1
+    for n in (510, 511, 512):
+        assert set_(server, "k" * n, b"v") == 4, n  # bad key, not internal error (6)
+        assert delete(server, "k" * n) == 4, n
+        assert add(server, "c" * n, 1) is None
+        assert get(server, "k" * n) is None
+
+
 def raw_set(server, key, value, path="/rw"):
     """plasma_set with a key of raw bytes (a header value may carry obs-text)."""
     raw = (b"POST %s HTTP/1.1\r\nHost: t\r\nX-Op: set\r\nX-Key: %s\r\n"

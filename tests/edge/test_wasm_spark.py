@@ -129,6 +129,20 @@ def test_limits_answer_their_statuses(server):
     assert op(server, "pull")[0] == 205  # one node: nothing to pull from (-5)
 
 
+def test_keys_longer_than_lmdb_takes_are_bad_keys(server):
+    # LMDB keys hold at most 511 bytes and the record key is site NUL key:
+    # on site "t" a key may have 509 bytes.
+    clear(server)
+    assert set_(server, "k" * 509, b"v") == 0
+    assert get(server, "k" * 509) == (0, b"v")
+    op(server, "delete", b"k" * 509)
+    assert get(server, "k" * 509) is None
+    for n in (510, 511, 512):
+        assert set_(server, "k" * n, b"v") == 8, n  # bad key, not internal error (6)
+        assert get(server, "k" * n) is None
+    assert op(server, "list")[2] in (b"", b"[]")
+
+
 def raw_set(server, key, value, path="/rw"):
     """spark_set with a key of raw bytes (a header value may carry obs-text)."""
     raw = (b"POST %s HTTP/1.1\r\nHost: t\r\nX-Op: set\r\nX-Key: %s\r\n"

@@ -122,12 +122,13 @@ PlasmaEntry PlasmaEntry::merge(const PlasmaEntry& a, const PlasmaEntry& b) {
 PlasmaStore::PlasmaStore(SparkStore& store, uint64_t node_id, size_t max_key, size_t max_value)
     : store_(store), node_(node_id), max_key_(max_key), max_value_(max_value) {}
 
-bool PlasmaStore::valid_key(std::string_view key) const noexcept {
-  return !key.empty() && key.size() <= max_key_ && key.find('\0') == std::string_view::npos;
+bool PlasmaStore::valid_key(std::string_view site, std::string_view key) const noexcept {
+  return !key.empty() && key.size() <= max_key_ && store_.key_fits(site, key) &&
+         key.find('\0') == std::string_view::npos;
 }
 
 std::optional<PlasmaEntry> PlasmaStore::entry(std::string_view site, std::string_view key) {
-  if (!valid_key(key)) return std::nullopt;
+  if (!valid_key(site, key)) return std::nullopt;
   auto bytes = store_.plasma_table().get(scoped_key(site, key));
   return bytes ? PlasmaEntry::decode(*bytes) : std::nullopt;
 }
@@ -141,7 +142,7 @@ std::optional<std::string> PlasmaStore::get(std::string_view site, std::string_v
 
 template <class Change>
 PlasmaStatus PlasmaStore::update(std::string_view site, std::string_view key, Change change) {
-  if (!valid_key(key)) return plasma_bad_key;
+  if (!valid_key(site, key)) return plasma_bad_key;
   bool undecodable = false;
   int rc = store_.plasma_table().update(
       scoped_key(site, key),

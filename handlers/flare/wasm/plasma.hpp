@@ -86,7 +86,7 @@ class PlasmaStore {
  private:
   template <class Change>
   PlasmaStatus update(std::string_view site, std::string_view key, Change change);
-  bool valid_key(std::string_view key) const noexcept;
+  bool valid_key(std::string_view site, std::string_view key) const noexcept;
 
   SparkStore& store_;
   uint64_t node_;

@@ -138,6 +138,7 @@ Result<std::unique_ptr<SparkStore>> SparkStore::open(SparkOptions options) {
   // dirty page (a set costs a third less CPU); durability is unchanged.
   if (int rc = mdb_env_open(db.env, dir.c_str(), MDB_NOSYNC | MDB_NOTLS | MDB_WRITEMAP, 0600))
     return fail("cannot open it (is another server using it?)", rc);
+  s->max_record_key_ = static_cast<size_t>(mdb_env_get_maxkeysize(db.env));
 
   // Open the databases, drop expired records and recount every site.
   Txn txn(db.env, true);
@@ -177,13 +178,14 @@ Result<std::unique_ptr<SparkStore>> SparkStore::open(SparkOptions options) {
   return s;
 }
 
-bool SparkStore::valid_key(std::string_view key) const noexcept {
-  return !key.empty() && key.size() <= options_.max_key && key.find('\0') == std::string_view::npos;
+bool SparkStore::valid_key(std::string_view site, std::string_view key) const noexcept {
+  return !key.empty() && key.size() <= options_.max_key && key_fits(site, key) &&
+         key.find('\0') == std::string_view::npos;
 }
 
 std::optional<SparkStore::Value> SparkStore::get(std::string_view site, std::string_view key,
                                                  uint64_t now_ms) {
-  if (!valid_key(key)) return std::nullopt;
+  if (!valid_key(site, key)) return std::nullopt;
   Txn txn(db_->env, false);
   if (txn.error()) return std::nullopt;
   std::string rk = scoped_key(site, key);
@@ -217,7 +219,7 @@ size_t SparkStore::purge_expired(void* t, std::string_view site, uint64_t now_ms
 
 SparkStatus SparkStore::set(std::string_view site, std::string_view key, std::string_view value,
                             int64_t ttl_seconds, uint64_t now_ms) {
-  if (!valid_key(key)) return spark_bad_key;
+  if (!valid_key(site, key)) return spark_bad_key;
   if (ttl_seconds < 0 || ttl_seconds > options_.max_ttl) return spark_invalid_ttl;
   if (value.size() > options_.max_value) return spark_too_large;
   Txn txn(db_->env, true);
@@ -247,7 +249,7 @@ SparkStatus SparkStore::set(std::string_view site, std::string_view key, std::st
 }
 
 void SparkStore::remove(std::string_view site, std::string_view key) {
-  if (!valid_key(key)) return;
+  if (!valid_key(site, key)) return;
   Txn txn(db_->env, true);
   if (txn.error()) return;
   std::string rk = scoped_key(site, key);

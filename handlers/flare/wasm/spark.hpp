@@ -94,17 +94,22 @@ class SparkStore {
   std::vector<std::string> list(std::string_view site, uint64_t now_ms, size_t max);
   void sync();
   KvTable& plasma_table() noexcept { return plasma_; }
+  // Whether scoped_key(site, key) fits in an LMDB key (at most 511 bytes).
+  bool key_fits(std::string_view site, std::string_view key) const noexcept {
+    return site.size() + 1 + key.size() <= max_record_key_;
+  }
 
   const SparkOptions& options() const noexcept { return options_; }
 
  private:
   struct Lmdb;
   explicit SparkStore(SparkOptions options);
-  bool valid_key(std::string_view key) const noexcept;
+  bool valid_key(std::string_view site, std::string_view key) const noexcept;
   size_t purge_expired(void* txn, std::string_view site, uint64_t now_ms);
   SparkOptions options_;
   std::unique_ptr<Lmdb> db_;
   KvTable plasma_;
+  size_t max_record_key_ = 511;  // mdb_env_get_maxkeysize
 };
 
 }  // namespace ember::flare::wasm

@@ -154,3 +154,24 @@ TEST(PlasmaStore, TwoNodesThatExchangeEntriesConverge) {
   ASSERT_EQ(p2.merge("site", "owner", *e), fw::plasma_ok);
   EXPECT_EQ(p2.get("site", "owner"), std::optional<std::string>("node one again"));
 }
+
+// LMDB keys hold at most 511 bytes and a record's key is site NUL key: how
+// long a key may be depends on the site, and past that it is a bad key on
+// every operation (never an internal error from LMDB).
+TEST(SparkStore, KeysLongerThanLmdbTakesAreBadKeysForTheirSite) {
+  TempDir d;
+  auto s = fw::SparkStore::open({.dir = d.path});
+  ASSERT_TRUE(s);
+  fw::PlasmaStore p(**s, 1, 512, 65536);
+  std::string site(100, 's');
+  std::string fits(410, 'k'), over(411, 'k');
+  EXPECT_EQ((*s)->set(site, fits, "v", 0, 1), fw::spark_ok);
+  EXPECT_EQ((*s)->set(site, over, "v", 0, 1), fw::spark_bad_key);
+  EXPECT_EQ((*s)->set("t", over, "v", 0, 1), fw::spark_ok);  // a shorter site leaves room
+  EXPECT_FALSE((*s)->get(site, over, 1));
+  EXPECT_EQ(p.set(site, fits, "v"), fw::plasma_ok);
+  EXPECT_EQ(p.set(site, over, "v"), fw::plasma_bad_key);
+  EXPECT_EQ(p.remove(site, over), fw::plasma_bad_key);
+  EXPECT_FALSE(p.add(site, over, 1));
+  EXPECT_EQ(*p.add(site, std::string(410, 'c'), 1), 1);
+}
