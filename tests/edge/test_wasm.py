@@ -133,6 +133,39 @@ INTERIM_WAT = r"""
 """
 
 
+# Response fields HTTP/1.1 cannot carry: a name that is not a token, or a
+# value with a control byte. Each is dropped; x-kept still goes out.
+BAD_FIELDS = [(b"x(y", b"v"), (b"a\x01b", b"v"), (b"a\x7fb", b"v"), (b"a\xffb", b"v"),
+              (b"x-ctl", b"a\x01b"), (b"x-del", b"a\x7fb"), (b"x-kept", b"yes")]
+
+
+def bad_fields_wat():
+    data, calls = [], []
+    for i, (name, value) in enumerate(BAD_FIELDS):
+        at = 256 + 32 * i
+        for off, text in ((0, name), (16, value)):
+            data.append('(data (i32.const %d) "%s")'
+                        % (at + off, "".join("\\%02x" % c for c in text)))
+        calls.append("(call $set (i32.const %d) (i32.const %d) (i32.const %d) (i32.const %d))"
+                     % (at, len(name), at + 16, len(value)))
+    return """
+(module
+  (import "flaron/v1" "resp_header_set" (func $set (param i32 i32 i32 i32)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  %s
+  (data (i32.const 1024) "hello")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "handle_request") (result i64)
+    %s
+    (call $body_set (i32.const 1024) (i32.const 5))
+    (i64.const 0x100000000)))
+""" % ("\n  ".join(data), "\n    ".join(calls))
+
+
 def framing_wat(length, body):
     call = "(call $body_set (i32.const 464) (i32.const 5))" if body else ""
     return (FRAMING_WAT.replace("@LENGTH@", length).replace("@LENGTH_SIZE@", str(len(length)))
@@ -163,6 +196,7 @@ def modules(tmp_path_factory):
     out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
     out["framing"] = wat2wasm(framing_wat("3", True), os.path.join(d, "framing.wasm"))
     out["interim"] = wat2wasm(INTERIM_WAT, os.path.join(d, "interim.wasm"))
+    out["bad-fields"] = wat2wasm(bad_fields_wat(), os.path.join(d, "bad-fields.wasm"))
     # No body, a Content-Length for HEAD to announce.
     out["announce"] = wat2wasm(framing_wat("42", False), os.path.join(d, "announce.wasm"))
     for op in OPS + KEYED_OPS:
@@ -230,6 +264,26 @@ def test_the_server_frames_the_answer_whatever_fields_the_flare_sets(server):
     assert names.count("date") == 1 and "1990" not in dict(hdrs)["date"]
     assert "connection" not in names and "transfer-encoding" not in names
     assert dict(hdrs)["x-kept"] == "yes"
+
+
+def test_fields_http1_cannot_carry_are_dropped_naming_them(server):
+    resp, reader = edge.http1_request(server.port, edge.get("/w/bad-fields"))
+    reader.sock.close()
+    assert (resp.status, resp.body) == (200, b"hello")
+    assert resp.header("x-kept") == "yes"
+    sent = {n for n, _ in resp.headers}
+    assert not sent & {"x(y", "a\x01b", "a\x7fb", "a\xffb", "x-ctl", "x-del"}, resp.headers
+    c = edge.H2(server.port)
+    try:
+        c.headers(1, edge.request_headers("/w/bad-fields"))
+        hdrs, body, rst = c.response(1)
+    finally:
+        c.close()
+    assert (edge.h2_status(hdrs), body, rst) == (200, b"hello", None)
+    assert dict(hdrs)["x-kept"] == "yes" and "x-ctl" not in dict(hdrs)
+    log = server.stderr()
+    for name in ("x(y", "x-ctl", "x-del"):
+        assert re.search(r"malformed response header.*" + re.escape(name), log), name
 
 
 def test_an_interim_status_from_a_flare_is_answered_500(server):

@@ -15,6 +15,7 @@
 
 #include "ember/log.hpp"
 #include "protocols/http1/http1.hpp"
+#include "protocols/http1/writer.hpp"
 #include "protocols/websocket/frame.hpp"
 #include "protocols/websocket/utf8.hpp"
 
@@ -90,23 +91,6 @@ bool ieq(std::string_view a, std::string_view b) {
     if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
     if (x != y) return false;
   }
-  return true;
-}
-
-// No CR, LF or NUL (header injection). A plain loop: find_first_of with a
-// character set calls memchr once per byte, a measurable share of a small
-// response's CPU.
-bool clean(std::string_view s) {
-  for (char c : s)
-    if (c == '\r' || c == '\n' || c == '\0') return false;
-  return true;
-}
-
-// A header name: clean and without space, colon or tab.
-bool valid_header_name(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (c == '\r' || c == '\n' || c == '\0' || c == ' ' || c == ':' || c == '\t') return false;
   return true;
 }
 
@@ -586,7 +570,9 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
       std::string_view name, value;
       if ((t = view(u32(0), u32(1), &name)) || (t = view(u32(2), u32(3), &value)) || !ctx_)
         return t;
-      if (!valid_header_name(name) || !clean(value)) {
+      // HTTP/1.1's rules (a token name, no controls but HTAB in the value):
+      // its writer would refuse the whole answer over such a field.
+      if (!http1::valid_field_name(name) || !http1::valid_field_value(value)) {
         EMBER_WARN("ember.flare", "wasm flare set a malformed response header; dropped",
                    {"flare", flare}, {"name", std::string(name.substr(0, 64))});
         return 0;
