@@ -163,6 +163,38 @@ def test_a_key_that_is_not_utf8_is_listed_with_replacement_characters(server):
     assert json.loads(op(server, "list")[2]) == ["good"]
 
 
+# spark_pull with one of its (ptr, len) pairs past the end of memory: the
+# request body picks which ("origin" or "keys").
+PULL_OOB_WAT = """
+(module
+  (import "flaron/v1" "req_body" (func $body (result i64)))
+  (import "flaron/v1" "spark_pull" (func $pull (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $bump (mut i32) (i32.const 1024))
+  (data (i32.const 16) "[]")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func (export "handle_request") (result i64)
+    (if (i32.eq (i32.wrap_i64 (call $body)) (i32.const 6))  ;; "origin"
+      (then (drop (call $pull (i32.const 0x7fff0000) (i32.const 8) (i32.const 16) (i32.const 2))))
+      (else (drop (call $pull (i32.const 16) (i32.const 2) (i32.const 65530) (i32.const 16)))))
+    (i64.const 0x100000000)))
+"""
+
+
+@pytest.mark.parametrize("which", ["origin", "keys"])
+def test_spark_pull_traps_on_a_pointer_past_memory(start_server, tmp_path_factory, which):
+    d = tmp_path_factory.mktemp("pull-oob")
+    (d / "pull.wat").write_text(PULL_OOB_WAT)
+    subprocess.run(["wat2wasm", str(d / "pull.wat"), "-o", str(d / "pull.wasm")], check=True,
+                   capture_output=True)
+    server = start_server(tls=False, wasm_routes=[("/pull", str(d / "pull.wasm"))],
+                          extra_config="spark:\n  dir: %s\n" % (d / "store"))
+    assert http_request(server, "/pull", body=which.encode())[0] == 500
+    assert "past the end of memory" in server.stderr()
+
+
 def test_values_survive_a_restart(start_server, module_path, tmp_path_factory):
     store = str(tmp_path_factory.mktemp("spark-restart"))
     first = start(start_server, module_path, store)

@@ -728,9 +728,12 @@ int Env::call(int import, const uint64_t* a, uint64_t* r) {
                       .dump(-1, ' ', false, json::error_handler_t::replace),
                   r);
     }
-    case spark_pull:  // one node: there is no other node to pull from
+    case spark_pull: {  // one node: there is no other node to pull from
+      std::string_view keys;
+      if ((t = view(u32(0), u32(1), &v)) || (t = view(u32(2), u32(3), &keys))) return t;
       *r = static_cast<uint32_t>(-spark_unavailable);
       return 0;
+    }
     case plasma_get: {
       if ((t = view(u32(0), u32(1), &v))) return t;
       if (!policy.plasma) return 0;
