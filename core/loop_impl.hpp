@@ -56,7 +56,10 @@ class ConnectionImpl final : public Connection {
   void clear_deadline() noexcept;
   void switch_handler(std::unique_ptr<ConnectionHandler> next, Bytes unread);
   void set_handler(std::unique_ptr<ConnectionHandler> h) noexcept { handler_ = std::move(h); }
-  size_t pending_output() const noexcept { return writing_ && out_ ? out_->size() : 0; }
+  // libuv's count, which shrinks as the socket takes a queued write's bytes.
+  size_t pending_output() const noexcept {
+    return writing_ ? uv_stream_get_write_queue_size(&h_.stream) : 0;
+  }
   const uv_handle_t* handle() const noexcept { return &h_.handle; }
   // TLS (core/tls.hpp): the handler sees plaintext and gets on_open() once
   // the handshake is done. Call before start().

@@ -7,6 +7,7 @@
 // connection's output, so pipelined requests cost no queue and a client that
 // stops reading its answers stops being read.
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -253,7 +254,9 @@ class Http1Connection final : public ConnectionHandler {
       request.body = std::move(buf).freeze(rs_->body_size);
     }
     parts.clear();
-    conn_->clear_deadline();
+    // Until the answer is out: bounds a flare that waits and a client that
+    // stops reading its answers (on_timeout).
+    conn_->set_deadline(edge_.limits().idle_timeout_ms);
     return http1::Action::pause;
   }
 
@@ -278,6 +281,25 @@ class Http1Connection final : public ConnectionHandler {
   }
 
   void on_timeout(Connection& conn) override {
+    // An answer still going out gets another period as long as the client
+    // takes some of it in each; one that stopped reading is closed.
+    size_t unsent = conn.pending_output();
+    auto tag = static_cast<uint16_t>((unsent >> 10) % 65535 + 1);
+    if (unsent > 0 && tag != unsent_tag_) {
+      unsent_tag_ = tag;
+      conn.set_deadline(edge_.limits().idle_timeout_ms);
+      return;
+    }
+    if (unsent > 0) {
+      EMBER_DEBUG("ember.edge", "client stopped reading its answers; closing",
+                  {"connection", conn.id()}, {"unsent", unsent});
+      conn.abort();  // close() would wait for output that is not taken
+      return;
+    }
+    if (state_ == State::waiting || state_ == State::ready) {  // the flare's timeouts bound it
+      conn.set_deadline(edge_.limits().idle_timeout_ms);
+      return;
+    }
     if (!in_request_ || !rs_ || rs_->parser.idle()) {
       conn.close();  // idle keep-alive connection
       return;
@@ -439,12 +461,16 @@ class Http1Connection final : public ConnectionHandler {
     start.keep_alive = keep;
     start.head_request = head_request_;
     start.request_version = version_;
-    // A small body is copied by the writer before the arena is reset.
-    const Bytes& raw = resp.body_bytes();
-    Bytes body = raw.size() <= http1::ResponseWriter::kCopyBelow ? raw : edge_.stable_body(resp);
     http1::ResponseWriter writer(out);
-    bool written = head_request_ ? writer.begin(start, LoopEdge::head_length(resp)) && writer.end()
-                                 : writer.write(start, body);
+    bool written;
+    if (head_request_) {
+      written = writer.begin(start, LoopEdge::head_length(resp)) && writer.end();
+    } else {
+      // A small body is copied by the writer before the arena is reset.
+      const Bytes& raw = resp.body_bytes();
+      written = writer.write(
+          start, raw.size() <= http1::ResponseWriter::kCopyBelow ? raw : edge_.stable_body(resp));
+    }
     if (!written) {
       EMBER_WARN("ember.edge", "flare produced an invalid response header; answering 500",
                  {"flare", flare});
@@ -468,6 +494,7 @@ class Http1Connection final : public ConnectionHandler {
   void next_request(Connection& conn) {
     state_ = State::reading;
     in_request_ = false;
+    unsent_tag_ = 0;
     RequestState& rs = *rs_;
     rs.parser.resume();
     conn.set_deadline(edge_.limits().idle_timeout_ms);
@@ -564,6 +591,10 @@ class Http1Connection final : public ConnectionHandler {
   bool head_request_ = false;
   bool continue_pending_ = false;
   bool draining_ = false;
+  // Output still unsent when the last deadline passed, in KiB, as a 16-bit
+  // tag (0: none) to fit the 64 bytes: a client reading less than 1 KiB a
+  // period counts as stalled.
+  uint16_t unsent_tag_ = 0;
 };
 
 // 10,000 idle keep-alive connections hold 10,000 of these: keep it in

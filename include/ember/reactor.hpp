@@ -119,7 +119,8 @@ class Connection {
   void pause_reading() noexcept;
   void resume_reading() noexcept;
   bool closing() const noexcept;
-  // Bytes handed to the socket that it has not taken yet.
+  // Bytes handed to the socket that it has not taken yet: when it shrinks
+  // between two looks, the peer is reading.
   size_t pending_output() const noexcept;
 
   // One deadline per connection on the loop's timer heap: on_timeout() runs
