@@ -1,5 +1,6 @@
 #include "core/fiber.hpp"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -68,6 +69,21 @@ Fiber::~Fiber() {
 
 Fiber* Fiber::current() noexcept {
   return t_current;
+}
+
+uintptr_t Fiber::stack_low() noexcept {
+  if (const Fiber* f = t_current)
+    return reinterpret_cast<uintptr_t>(f->stack_) + (f->mapped_ - f->stack_size_);
+  thread_local uintptr_t thread_low = [] {
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return uintptr_t{0};
+    void* addr = nullptr;
+    size_t size = 0;
+    int rc = pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    return rc == 0 ? reinterpret_cast<uintptr_t>(addr) : uintptr_t{0};
+  }();
+  return thread_low;
 }
 
 void Fiber::entry() {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace ember {
 
@@ -32,6 +33,9 @@ class Fiber {
   bool suspended() const noexcept { return state_ == State::suspended; }
   // The fiber whose task runs on this thread now, or null.
   static Fiber* current() noexcept;
+  // The lowest usable address of the stack running now: the current fiber's,
+  // or the thread's (0 when the thread's cannot be learned).
+  static uintptr_t stack_low() noexcept;
 
   struct Context;
 

@@ -286,6 +286,66 @@ def test_fields_http1_cannot_carry_are_dropped_naming_them(server):
         assert re.search(r"malformed response header.*" + re.escape(name), log), name
 
 
+def big_frame_wat(depth, beam):
+    """Recurses `depth` deep through a function that keeps 1500 i64 locals
+    live across its call: about 12 KiB of native stack a frame, so 1500
+    frames (within the call-depth limit of 2000) need ~18 MiB."""
+    n = 1500
+    locs = " ".join("(local $l%d i64)" % i for i in range(n))
+    sets = "\n".join("(local.set $l%d (i64.load (i32.const %d)))" % (i, 1024 + 8 * i)
+                      for i in range(n))
+    sums = "\n".join("(local.set $acc (i64.add (local.get $acc) (local.get $l%d)))" % i
+                      for i in range(n))
+    # Importing beam_fetch on a route granting beam runs the flare on a fiber.
+    beam_import = ('(import "flaron/v1" "beam_fetch" (func $fetch (param i32 i32 i32 i32) '
+                   '(result i64)))' if beam else "")
+    return """(module
+  %s
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 256) "done")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func $big (param $d i32) (result i64) (local $acc i64) %s
+    %s
+    (if (local.get $d) (then (local.set $acc (call $big (i32.sub (local.get $d) (i32.const 1))))))
+    %s
+    (i64.store (i32.const 1024) (local.get $acc))
+    (local.get $acc))
+  (func (export "handle_request") (result i64)
+    (drop (call $big (i32.const %d)))
+    (call $body_set (i32.const 256) (i32.const 4))
+    (i64.const 0x100000000)))
+""" % (beam_import, locs, sets, sums, depth)
+
+
+def test_guest_frames_too_large_for_the_stack_trap_and_the_server_goes_on(start_server,
+                                                                           tmp_path_factory):
+    # The call-depth limit alone let such a guest overflow the native stack
+    # (the whole server died of SIGSEGV); now it traps like deep recursion,
+    # on a loop thread and on a fiber (a route with beam).
+    d = str(tmp_path_factory.mktemp("bigframe"))
+    routes = []
+    for name, depth, beam in [("shallow", 10, False), ("deep", 1500, False),
+                              ("fiber-shallow", 10, True), ("fiber-deep", 1500, True)]:
+        path = wat2wasm(big_frame_wat(depth, beam), os.path.join(d, name + ".wasm"))
+        routes.append(("/big/" + name, path, "capabilities: [beam]") if beam
+                      else ("/big/" + name, path))
+    srv = start_server(tls=False, loops=1, wasm_routes=routes,
+                       extra_config="beam: {allow: ['127.0.0.1:1']}\n",
+                       wasm={"cache_dir": str(tmp_path_factory.mktemp("bigframe-cache"))})
+    for name, want in [("shallow", 200), ("deep", 500), ("fiber-shallow", 200),
+                       ("fiber-deep", 500), ("shallow", 200)]:
+        status, _, body = http_request(srv, "/big/" + name)
+        assert status == want, (name, status, body)
+        if want == 500:
+            assert b"trapped" in body or b"failed" in body, body
+        edge.assert_serves(srv)
+    assert "call stack exhausted" in srv.stderr()
+
+
 def test_an_interim_status_from_a_flare_is_answered_500(server):
     # HTTP/1.1: a 101 would switch the client's protocol and leave the request
     # unanswered; the next request on the connection still gets its own answer.

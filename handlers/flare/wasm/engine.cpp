@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +21,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/fiber.hpp"
 #include "handlers/flare/wasm/interp_check.hpp"
 #include "wabt/binary-reader-ir.h"
 #include "wabt/binary-reader.h"
@@ -90,7 +93,7 @@ constexpr ImportSig kImports[] = {
 static_assert(std::size(kImports) == 48, "flaron/v1 has 48 imports");
 
 constexpr const char* kFuelExport = "__ember_fuel";
-constexpr const char* kEngineSalt = "ember-wasm-engine-1;wasm2c-1.0.32;";
+constexpr const char* kEngineSalt = "ember-wasm-engine-2;wasm2c-1.0.32;";
 
 char letter(wabt::Type t) {
   if (t == wabt::Type::I32) return 'i';
@@ -452,7 +455,7 @@ const char* describe_trap(int code) {
     case trap_uncaught_exception:
       return "uncaught exception";
     case trap_exhaustion:
-      return "call stack exhausted (recursion too deep)";
+      return "call stack exhausted (recursion too deep, or frames too large for the stack)";
     case trap_host_bounds:
       return "a host call got a pointer/length outside the guest's memory";
     case trap_bad_alloc:
@@ -533,17 +536,16 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
       r = run({options.wasm2c, work + "/mod.wasm", "-n", "mod", "-o", work + "/mod.c"},
               work + "/log", o + ": wasm2c");
     if (r) {
-      std::vector<std::string> cc = {
-          options.cc,
-          "-O2",
-          "-shared",
-          "-fPIC",
-          "-std=gnu11",
-          "-fvisibility=hidden",
-          "-fno-strict-aliasing",
-          "-w",
-          "-I" + work,
-          "-DWASM_RT_MAX_CALL_STACK_DEPTH=" + std::to_string(options.max_call_depth)};
+      std::vector<std::string> cc = {options.cc,
+                                     "-O2",
+                                     "-shared",
+                                     "-fPIC",
+                                     "-std=gnu11",
+                                     "-fvisibility=hidden",
+                                     "-fno-strict-aliasing",
+                                     "-w",
+                                     "-I" + work,
+                                     "-DEMBER_MAX_DEPTH=" + std::to_string(options.max_call_depth)};
       if (!module->info().imports.empty()) cc.push_back("-DEMBER_HAS_IMPORTS");
       if (module->info().handle_request) cc.push_back("-DEMBER_HAS_HANDLE_REQUEST");
       if (module->info().websocket) cc.push_back("-DEMBER_HAS_WS");
@@ -570,7 +572,7 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
   module->free_instance = reinterpret_cast<void (*)(void*)>(sym("ember_free"));
   module->fuel = reinterpret_cast<int64_t (*)(void*, int, int64_t)>(sym("ember_fuel"));
   module->memory = reinterpret_cast<void (*)(void*, uint8_t**, uint32_t*)>(sym("ember_memory"));
-  if (!version || version() != 1 || !load || !module->new_instance || !module->call ||
+  if (!version || version() != 2 || !load || !module->new_instance || !module->call ||
       !module->free_instance || !module->fuel || !module->memory)
     return Error(o + ": " + so + " is not an Ember module of this version; delete it");
   // One table per loaded object, made when it is first loaded; it lives as
@@ -586,7 +588,28 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
   return module;
 }
 
+namespace {
+
+// Stack kept below guest code for the host functions its imports run.
+constexpr uintptr_t kHostStackReserve = 256u << 10;
+
+// KiB of stack guest code may use below this point: what is left of the
+// thread's or fiber's stack, less the host's reserve.
+uint32_t guest_stack_budget_kib() noexcept {
+  uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  uintptr_t low = Fiber::stack_low();
+  if (low == 0) return 1024;  // bounds unknown: 1 MiB, well within any thread's
+  if (here <= low + kHostStackReserve) return 0;
+  return static_cast<uint32_t>(
+      std::min<uintptr_t>((here - low - kHostStackReserve) >> 10, UINT32_MAX));
+}
+
+}  // namespace
+
 int guarded_call(const Module& m, void* inst, void* env, int what, uint32_t arg, uint64_t* result) {
+  // Outermost entries take the stack budget as their argument; alloc runs
+  // nested in an import and keeps its caller's floor.
+  if (what != Module::alloc) arg = guest_stack_budget_kib();
   return ember_wasm_guarded(m.call, inst, env, what, arg, result);
 }
 

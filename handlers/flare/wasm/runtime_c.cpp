@@ -31,6 +31,23 @@ const char kRuntimeHeader[] = R"C(/* Ember's wasm2c runtime header (for wasm2c 1
 #define WASM_RT_NO_RETURN __attribute__((noreturn))
 /* Per instance: the first word after the generated instance struct. */
 #define wasm_rt_call_stack_depth (*(uint32_t*)(instance + 1))
+/* Every function's prologue also traps when the stack pointer is below the
+   instance's floor (the third word of its tail, set at each entry): a few
+   deep calls with large frames would otherwise overflow the thread's stack
+   within the call-depth limit (EMBER_MAX_DEPTH). */
+static inline __attribute__((always_inline)) uintptr_t ember_sp(void) {
+  uintptr_t sp;
+#if defined(__x86_64__)
+  __asm__ volatile("mov %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+  __asm__ volatile("mov %0, sp" : "=r"(sp));
+#else
+  sp = (uintptr_t)__builtin_frame_address(0);
+#endif
+  return sp;
+}
+#define EMBER_STACK_FLOOR (((const uintptr_t*)(instance + 1))[2])
+#define WASM_RT_MAX_CALL_STACK_DEPTH (ember_sp() < EMBER_STACK_FLOOR ? 0u : (uint32_t)EMBER_MAX_DEPTH)
 typedef enum {
   WASM_RT_TRAP_NONE, WASM_RT_TRAP_OOB, WASM_RT_TRAP_INT_OVERFLOW, WASM_RT_TRAP_DIV_BY_ZERO,
   WASM_RT_TRAP_INVALID_CONVERSION, WASM_RT_TRAP_UNREACHABLE, WASM_RT_TRAP_CALL_INDIRECT,
@@ -82,9 +99,20 @@ struct ember_host {
 };
 static const struct ember_host* H;
 
-/* Lives right after the generated struct; `depth` must stay first. */
-struct ember_tail { uint32_t depth; uint32_t pad; u64* fuel; };
+/* Lives right after the generated struct; `depth` first, `floor` third
+   (wasm-rt.h reads them there). */
+struct ember_tail { uint32_t depth; uint32_t pad; u64* fuel; uintptr_t floor; };
 struct ember_instance { Z_mod_instance_t m; struct ember_tail t; };
+_Static_assert(offsetof(struct ember_tail, floor) == 2 * sizeof(uintptr_t), "tail layout");
+_Static_assert(offsetof(struct ember_instance, t) == sizeof(Z_mod_instance_t), "tail placement");
+
+/* An outermost entry: guest code may use `budget_kib` KiB of stack below here. */
+static void ember_enter(struct ember_instance* e, uint32_t budget_kib) {
+  uintptr_t sp = ember_sp();
+  uintptr_t budget = (uintptr_t)budget_kib << 10;
+  e->t.depth = 0;
+  e->t.floor = sp > budget ? sp - budget : 0;
+}
 
 /* ---- runtime ---- */
 static bool s_initialized;
@@ -165,7 +193,7 @@ EMBER_TABLE(funcref, wasm_rt_funcref_t, wasm_rt_funcref_null_value)
 EMBER_TABLE(externref, wasm_rt_externref_t, NULL)
 
 /* ---- entry points (called by the host inside its guard) ---- */
-EXPORT int ember_abi_version(void) { return 1; }
+EXPORT int ember_abi_version(void) { return 2; }
 EXPORT void ember_load(const struct ember_host* host) {
   H = host;
   s_initialized = true;
@@ -181,6 +209,7 @@ EXPORT void ember_call(void* p, void* env, int what, uint32_t arg, uint64_t* res
   (void)env;
   switch (what) {
     case EMBER_INIT:
+      ember_enter(e, arg);
       e->t.fuel = Z_modZ___ember_fuel(&e->m);
 #ifdef EMBER_HAS_IMPORTS
       Z_mod_instantiate(&e->m, (struct Z_flaronZ2Fv1_instance_t*)env);
@@ -194,14 +223,14 @@ EXPORT void ember_call(void* p, void* env, int what, uint32_t arg, uint64_t* res
       break;
 #ifdef EMBER_HAS_HANDLE_REQUEST
     case EMBER_HANDLE_REQUEST:
-      e->t.depth = 0;
+      ember_enter(e, arg);
       *result = Z_modZ_handle_request(&e->m);
       break;
 #endif
 #ifdef EMBER_HAS_WS
-    case EMBER_WS_OPEN: e->t.depth = 0; *result = Z_modZ_ws_open(&e->m); break;
-    case EMBER_WS_MESSAGE: e->t.depth = 0; *result = Z_modZ_ws_message(&e->m); break;
-    case EMBER_WS_CLOSE: e->t.depth = 0; *result = Z_modZ_ws_close(&e->m); break;
+    case EMBER_WS_OPEN: ember_enter(e, arg); *result = Z_modZ_ws_open(&e->m); break;
+    case EMBER_WS_MESSAGE: ember_enter(e, arg); *result = Z_modZ_ws_message(&e->m); break;
+    case EMBER_WS_CLOSE: ember_enter(e, arg); *result = Z_modZ_ws_close(&e->m); break;
 #endif
     default:
       wasm_rt_trap(WASM_RT_TRAP_UNREACHABLE);
