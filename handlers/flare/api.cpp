@@ -1,10 +1,10 @@
 // The native flare API: request views, the arena-backed response, the registry.
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <stdexcept>
 
 #include "ember/flare.hpp"
+#include "protocols/http1/writer.hpp"
 
 namespace ember::flare {
 namespace {
@@ -18,24 +18,6 @@ bool iequal(std::string_view a, std::string_view b) noexcept {
     if (x != y) return false;
   }
   return true;
-}
-
-// Bit 1: not allowed in a field name; bit 2: not in a value. A table, as
-// every response header of every request passes through here.
-constexpr std::array<uint8_t, 256> kFieldCharFlags = [] {
-  std::array<uint8_t, 256> t{};
-  for (unsigned char c : {'\r', '\n', '\0'})
-    t[c] = 3;
-  for (unsigned char c : {':', ' ', '\t'})
-    t[c] = 1;
-  return t;
-}();
-
-bool any_flagged(std::string_view s, uint8_t bit) noexcept {
-  uint8_t seen = 0;
-  for (char c : s)
-    seen |= kFieldCharFlags[static_cast<unsigned char>(c)];
-  return (seen & bit) != 0;
 }
 
 // The name as a message may show it: what() is a C string (a NUL would cut
@@ -58,12 +40,14 @@ std::string printable(std::string_view name) {
 
 void check_field(std::string_view name, std::string_view value) {
   if (name.empty()) throw std::invalid_argument("response header name is empty");
-  if (any_flagged(name, 1))
+  // HTTP/1.1's rules (RFC 9110 5.1, 5.5), which HTTP/2 shares: a name is a
+  // token, a value holds no control byte but HTAB.
+  if (!http1::valid_field_name(name))
     throw std::invalid_argument("response header name \"" + printable(name) +
                                 "\" has a character not allowed in a field name");
-  if (any_flagged(value, 2))
+  if (!http1::valid_field_value(value))
     throw std::invalid_argument("response header \"" + printable(name) +
-                                "\" has CR, LF or NUL in its value");
+                                "\" has a control character in its value");
 }
 
 }  // namespace
