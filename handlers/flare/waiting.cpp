@@ -399,12 +399,15 @@ void Invocation::proxy(Action action) {
     if (!response.body_bytes().empty()) flare_body = Bytes::copy(response.body());
     if (response.status_set()) status = response.status();
   }
+  bool head = req.method() == "HEAD";
   arena.reset();
   response.reset();
   try {
     response.set_status(status);
     for (const auto& [name, value] : got->headers) {
-      if (hop_by_hop(name) || http1::iequals(name, "content-length")) continue;
+      // A HEAD's Content-Length is the length a GET would have (RFC 9110
+      // §8.6): head_length() announces it; otherwise the body sets it.
+      if (http1::iequals(name, "content-length") ? !head : hop_by_hop(name)) continue;
       bool replaced = false;
       for (const auto& o : overlay)
         replaced = replaced || http1::iequals(o.first, name);

@@ -40,6 +40,13 @@ class Origin(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_DELETE = answer
 
+    def do_HEAD(self):
+        # What a GET would announce, with no body (RFC 9110 §9.3.2).
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.send_header("X-Origin", "yes")
+        self.end_headers()
+
     def log_message(self, *args):
         pass
 
@@ -104,6 +111,21 @@ def test_http2_clients_are_forwarded_too(server):
     head, _, body = out.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/2 201"), out
     assert json.loads(body)["path"] == "/app/h2"
+
+
+def test_head_keeps_the_origins_content_length(server):
+    for action in ("3", "2"):  # passthrough, transform
+        raw = ("HEAD /app/h HTTP/1.1\r\nHost: t\r\nx-action: %s\r\nConnection: close\r\n\r\n"
+               % action).encode()
+        resp, reader = edge.http1_request(server.port, raw, head=True)
+        assert resp.status == 200 and resp.header("x-origin") == "yes", resp
+        assert resp.header("content-length") == "1000", resp
+        assert reader.read_to_eof() == b""
+        out = subprocess.run(["curl", "-sS", "-I", "--http2-prior-knowledge", "-H",
+                              "x-action: " + action, server.url("/app/h")],
+                             capture_output=True, timeout=60 * edge.SLOW)
+        head = out.stdout.decode("latin-1").lower()
+        assert head.startswith("http/2 200") and "content-length: 1000\r\n" in head, out
 
 
 def test_an_origin_that_does_not_answer_is_502(server):
