@@ -18,6 +18,7 @@
 #include "handlers/flare/connections.hpp"
 #include "handlers/flare/edge.hpp"
 #include "protocols/http/client.hpp"
+#include "protocols/http1/chars.hpp"
 
 namespace ember::flare::detail {
 
@@ -82,6 +83,26 @@ bool hop_by_hop(std::string_view name) {
          http1::iequals(name, "transfer-encoding") || http1::iequals(name, "connection") ||
          http1::iequals(name, "keep-alive") || http1::iequals(name, "upgrade") ||
          http1::iequals(name, "te") || http1::iequals(name, "trailer");
+}
+
+// The values of a message's Connection fields: the fields they name are
+// hop-by-hop too (RFC 9110 §7.6.1), and an intermediary removes them.
+template <class Fields, class Get>
+std::vector<std::string_view> connection_options(const Fields& fields, Get get) {
+  std::vector<std::string_view> values;
+  for (const auto& f : fields) {
+    auto [name, value] = get(f);
+    if (http1::iequals(name, "connection")) values.push_back(value);
+  }
+  return values;
+}
+
+bool named_in(const std::vector<std::string_view>& connection, std::string_view name) {
+  bool found = false;
+  for (std::string_view v : connection)
+    http1::chars::for_each_element(
+        v, [&](std::string_view option) { found = found || http1::iequals(option, name); });
+  return found;
 }
 
 }  // namespace
@@ -363,8 +384,12 @@ void Invocation::proxy(Action action) {
   // The request as it came, less hop-by-hop fields, plus where it came from.
   std::vector<http1::Field> fields;
   fields.reserve(req.headers().size() + 3);
+  auto request_connection = connection_options(req.headers(), [](const HeaderField& f) {
+    return std::pair<std::string_view, std::string_view>(f.name, f.value);
+  });
   for (const HeaderField& f : req.headers())
-    if (!hop_by_hop(f.name) && !http1::iequals(f.name, "x-forwarded-for") &&
+    if (!hop_by_hop(f.name) && !named_in(request_connection, f.name) &&
+        !http1::iequals(f.name, "x-forwarded-for") &&
         !http1::iequals(f.name, "x-forwarded-proto") && !http1::iequals(f.name, "x-forwarded-host"))
       fields.push_back({f.name, f.value});
   fields.push_back({"x-forwarded-for", address_only(req.remote_address())});
@@ -400,6 +425,9 @@ void Invocation::proxy(Action action) {
     if (response.status_set()) status = response.status();
   }
   bool head = req.method() == "HEAD";
+  auto origin_connection = connection_options(got->headers, [](const auto& f) {
+    return std::pair<std::string_view, std::string_view>(f.first, f.second);
+  });
   arena.reset();
   response.reset();
   try {
@@ -408,6 +436,7 @@ void Invocation::proxy(Action action) {
       // A HEAD's Content-Length is the length a GET would have (RFC 9110
       // §8.6): head_length() announces it; otherwise the body sets it.
       if (http1::iequals(name, "content-length") ? !head : hop_by_hop(name)) continue;
+      if (named_in(origin_connection, name)) continue;
       bool replaced = false;
       for (const auto& o : overlay)
         replaced = replaced || http1::iequals(o.first, name);

@@ -35,6 +35,10 @@ class Origin(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Origin", "yes")
         self.send_header("X-Flare", "origin's")
+        if "/conn" in self.path:  # fields meant for the next hop only
+            self.send_header("Connection", "x-internal, X-Hop")
+            self.send_header("X-Internal", "secret")
+            self.send_header("X-Hop", "1")
         self.end_headers()
         self.wfile.write(payload)
 
@@ -111,6 +115,21 @@ def test_http2_clients_are_forwarded_too(server):
     head, _, body = out.stdout.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/2 201"), out
     assert json.loads(body)["path"] == "/app/h2"
+
+
+def test_fields_named_by_connection_are_not_forwarded(server):
+    # RFC 9110 7.6.1, both ways: the client's to the origin, the origin's to the client.
+    for action in ("3", "2"):
+        raw = ("GET /app/conn HTTP/1.1\r\nHost: t\r\nx-action: %s\r\n"
+               "Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nX-Kept: k\r\n"
+               "connection: x-other\r\nX-Other: o\r\n\r\n" % action).encode()
+        resp, reader = edge.http1_request(server.port, raw)
+        reader.sock.close()
+        assert resp.status == 201 and resp.header("x-origin") == "yes", resp
+        assert resp.header("x-internal") is None and resp.header("x-hop") is None, resp
+        seen = json.loads(resp.body)["headers"]
+        assert "x-secret" not in seen and "x-other" not in seen, seen
+        assert seen["x-kept"] == "k"
 
 
 def test_head_keeps_the_origins_content_length(server):
