@@ -531,6 +531,7 @@ class Http1Connection final : public ConnectionHandler {
     up.connection = find("connection").value_or("");
     up.key = find("sec-websocket-key").value_or("");
     up.version = find("sec-websocket-version").value_or("");
+    up.repeated = repeated("sec-websocket-key") || repeated("sec-websocket-version");
     auto accept = websocket::validate_upgrade(up);
     if (!accept) {
       websocket::write_handshake_error(out, accept.error());
@@ -569,6 +570,14 @@ class Http1Connection final : public ConnectionHandler {
     return http1::find_field(
         {reinterpret_cast<const http1::Field*>(request.fields.data()), request.fields.size()},
         name);
+  }
+
+  // True when `name` came on more than one field line.
+  bool repeated(std::string_view name) const {
+    int n = 0;
+    for (const HeaderField& f : rs_->request.fields)
+      if (http1::iequals(f.name, name) && ++n > 1) return true;
+    return false;
   }
 
   static std::string_view path_of(std::string_view url) { return url.substr(0, url.find('?')); }

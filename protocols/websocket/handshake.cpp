@@ -123,6 +123,7 @@ Expected<AcceptValue, HandshakeError> validate_upgrade(const UpgradeRequest& r) 
     return refuse(400, "Upgrade header lacks the websocket token");
   if (!has_token(r.connection, "upgrade"))
     return refuse(400, "Connection header lacks the upgrade token");
+  if (r.repeated) return refuse(400, "Sec-WebSocket-Key or Sec-WebSocket-Version repeated");
   if (trim(r.version) != "13") return refuse(426, "unsupported Sec-WebSocket-Version (want 13)");
   std::string_view key = trim(r.key);
   if (!key_decodes_to_16(key))

@@ -1,8 +1,7 @@
 // WebSocket opening handshake (RFC 6455 §4), both sides, without an HTTP
 // parser: the caller's HTTP/1.1 layer parses the request or response and
-// passes the header values as string_views (empty = absent). A header that
-// appeared on several lines is passed joined with ", " (RFC 9110 §5.3), so a
-// repeated Sec-WebSocket-Key fails to decode and is refused.
+// passes the header values as string_views (empty = absent), and says
+// whether Sec-WebSocket-Key or Sec-WebSocket-Version came more than once.
 //
 // Extensions: none are supported. The server never echoes
 // Sec-WebSocket-Extensions (so permessage-deflate offers are declined, which
@@ -51,12 +50,16 @@ struct UpgradeRequest {
   std::string_view connection;  // token list containing "upgrade" (any case)
   std::string_view key;         // Sec-WebSocket-Key: base64 of 16 bytes
   std::string_view version;     // Sec-WebSocket-Version: must be "13"
+  // Sec-WebSocket-Key or -Version appeared on more than one field line
+  // (RFC 6455 §11.3.1, §11.3.5: at most once): refused with 400.
+  bool repeated = false;
 };
 
 // Checks a client's opening handshake. On success returns the
 // Sec-WebSocket-Accept value. Errors: 400 for a method other than GET, HTTP
 // before 1.1, Upgrade without "websocket", Connection without "upgrade", a
-// key that is missing or does not decode to exactly 16 bytes; 426 for a
+// repeated key or version, a key that is missing or does not decode to
+// exactly 16 bytes; 426 for a
 // missing or unsupported Sec-WebSocket-Version (the client learns 13).
 Expected<AcceptValue, HandshakeError> validate_upgrade(const UpgradeRequest& request) noexcept;
 

@@ -238,6 +238,13 @@ HANDSHAKES = [
                               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                               b"Sec-WebSocket-Version: 13\r\n\r\n", 426),
     ("plain-get", b"GET /ws HTTP/1.1\r\nHost: t\r\n\r\n", 426),
+    # RFC 6455 11.3.1, 11.3.5: these two MUST NOT appear more than once.
+    ("key-twice", edge.ws_upgrade_request(extra="Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"),
+     400),
+    ("key-twice-same", edge.ws_upgrade_request(extra="Sec-WebSocket-Key: %s\r\n" % edge.WS_KEY),
+     400),
+    ("version-twice", edge.ws_upgrade_request(extra="Sec-WebSocket-Version: 13\r\n"), 400),
+    ("version-twice-other", edge.ws_upgrade_request(extra="Sec-WebSocket-Version: 8\r\n"), 400),
 ]
 
 

@@ -80,6 +80,7 @@ TEST(WsHandshake, RefusalsWithTheirStatus) {
       {"repeated key, joined",
        [](UpgradeRequest& r) { r.key = "dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ=="; },
        400},
+      {"key or version on two lines", [](UpgradeRequest& r) { r.repeated = true; }, 400},
       {"version 8", [](UpgradeRequest& r) { r.version = "8"; }, 426},
       {"version 14", [](UpgradeRequest& r) { r.version = "14"; }, 426},
       {"version list", [](UpgradeRequest& r) { r.version = "13, 8"; }, 426},
