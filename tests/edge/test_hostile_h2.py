@@ -411,6 +411,14 @@ CASES = [
     ("missing-scheme", True, bad_headers(without(b":scheme")), reset(1, P)),
     ("empty-path", True, bad_headers(without(b":path") + [(b":path", b"")]), reset(1, P)),
     ("path-not-absolute", True, bad_headers(without(b":path") + [(b":path", b"foo")]), reset(1, P)),
+    # The bytes HTTP/1.1 refuses in a request-target (hostile http1
+    # target-fragment, target-utf8).
+    ("path-with-fragment", True, bad_headers(without(b":path") + [(b":path", b"/echo/a#b")]),
+     reset(1, P)),
+    ("path-with-utf8", True,
+     bad_headers(without(b":path") + [(b":path", "/echo/caf\u00e9".encode())]), reset(1, P)),
+    ("path-with-high-byte", True,
+     bad_headers(without(b":path") + [(b":path", b"/echo/abcdefgh\xff")]), reset(1, P)),
     ("duplicate-method", True, bad_headers(BASE + [(b":method", b"GET")]), reset(1, P)),
     ("duplicate-path", True, bad_headers(BASE + [(b":path", b"/x")]), reset(1, P)),
     ("unknown-pseudo-header", True, bad_headers(BASE + [(b":foo", b"bar")]), reset(1, P)),

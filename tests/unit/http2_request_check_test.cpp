@@ -130,6 +130,24 @@ TEST(RequestCheck, ControlBytesAreFoundAtEveryOffset) {
     }
 }
 
+// :path takes the bytes an HTTP/1.1 request-target does (VCHAR but '#'), at
+// every offset of the eight-byte fast path.
+TEST(RequestCheck, PathFollowsTheHttp1TargetCharacters) {
+  EXPECT_EQ(check_block(with(without(":path"),
+                             {{":path", "/a-b_c.d~e/%41!$&'()*+,;=:@?q=/?[]{}|\\^`\"<>"}})),
+            "");
+  for (size_t len : {1u, 7u, 8u, 9u, 16u, 23u})
+    for (size_t at = 0; at < len; ++at)
+      for (char bad : {'#', '\x80', '\xc3', '\xff'}) {
+        std::string path = "/" + std::string(len, 'p');
+        path[1 + at] = bad;
+        EXPECT_EQ(check_block({{":path", path}}), "invalid :path")
+            << len << " " << at << " " << int(bad);
+      }
+  EXPECT_EQ(check_block({{":path", "/echo/a#b"}}), "invalid :path");
+  EXPECT_EQ(check_block({{":path", "/caf\xc3\xa9"}}), "invalid :path");
+}
+
 TEST(RequestCheck, ContentLengthMustBeOneNumberAndMatchTheData) {
   for (const char* bad : {"", "+1", "-1", "1a", " 1", "0x10", "99999999999999999999"})
     EXPECT_NE(check_block(with(kGet, {{"content-length", bad}})), "") << bad;
