@@ -42,6 +42,12 @@ struct ParsedUrl {
 // Empty on success, else what is wrong ("invalid port in URL", ...).
 std::string_view parse_url(std::string_view url, ParsedUrl& out);
 
+// A Host field value or an HTTP/2 :authority: uri-host [":" port] (RFC 9110
+// §7.2, RFC 3986 §3.2.2-3.2.3), where uri-host is a reg-name (an IPv4
+// address is one) or a bracketed IPv6 address, and the port is digits up to
+// 65535 (empty: the default). No userinfo (RFC 9113 §8.3.1). Empty is false.
+bool valid_authority(std::string_view authority) noexcept;
+
 // RFC 3986 percent-encoding of every byte but the unreserved ones
 // (A-Z a-z 0-9 - . _ ~), and '/' when keep_slash (paths).
 std::string percent_encode(std::string_view in, bool keep_slash = false);

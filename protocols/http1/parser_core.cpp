@@ -529,7 +529,8 @@ bool ParserCore::classify(const char* buf, const FieldPos& f) {
     case 4:
       if (role_ == Role::request && iequals(name, "host")) {
         if (++info_.host_count > 1) return fail(400, "multiple Host fields");
-        if (!chars::all_of(value, chars::kHost)) return fail(400, "invalid Host");
+        // Empty is allowed: RFC 9112 §3.2, a target URI without authority.
+        if (!value.empty() && !valid_authority(value)) return fail(400, "invalid Host");
         info_.host_off = f.value_off;
         info_.host_len = f.value_len;
       }

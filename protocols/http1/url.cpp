@@ -1,6 +1,10 @@
 // URLs: absolute http(s) URLs as the client reads them, and percent-encoding
 // for paths, queries and form data.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cctype>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -26,7 +30,59 @@ bool target_char(char c) noexcept {
   return u > 0x20 && u < 0x7f && c != '#';
 }
 
+// reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 §3.2.2).
+bool reg_name_char(char c) noexcept {
+  return host_char(c) || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+         c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+}
+
 }  // namespace
+
+bool valid_authority(std::string_view a) noexcept {
+  std::string_view port;
+  bool has_port = false;
+  if (!a.empty() && a[0] == '[') {
+    size_t close = a.find(']');
+    if (close == std::string_view::npos) return false;
+    std::string_view v6 = a.substr(1, close - 1);
+    char text[INET6_ADDRSTRLEN];
+    in6_addr addr;
+    if (v6.empty() || v6.size() >= sizeof text) return false;
+    std::memcpy(text, v6.data(), v6.size());
+    text[v6.size()] = '\0';
+    if (inet_pton(AF_INET6, text, &addr) != 1) return false;
+    std::string_view rest = a.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') return false;
+      has_port = true;
+      port = rest.substr(1);
+    }
+  } else {
+    size_t colon = a.find(':');
+    std::string_view host = a.substr(0, colon);
+    if (host.empty()) return false;
+    for (size_t i = 0; i < host.size(); ++i) {
+      if (host[i] == '%') {
+        if (i + 2 >= host.size() || unhex(host[i + 1]) < 0 || unhex(host[i + 2]) < 0) return false;
+        i += 2;
+      } else if (!reg_name_char(host[i])) {
+        return false;
+      }
+    }
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port = a.substr(colon + 1);
+    }
+  }
+  if (!has_port) return true;
+  uint32_t p = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    p = p * 10 + static_cast<uint32_t>(c - '0');
+    if (p > 65535) return false;
+  }
+  return true;
+}
 
 std::string_view parse_url(std::string_view url, ParsedUrl& out) {
   auto starts = [&](std::string_view p) {

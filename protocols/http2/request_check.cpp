@@ -15,10 +15,6 @@ namespace chars = http1::chars;  // RFC 9110's character classes
 bool name_char(char c) noexcept {
   return chars::is(c, chars::kToken) && !(c >= 'A' && c <= 'Z');
 }
-// uri-host [":" port], and "@": nghttp2 let userinfo through too.
-bool authority_char(char c) noexcept {
-  return chars::is(c, chars::kHost) || c == '@';
-}
 // ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) (RFC 3986 §3.1), first byte unchecked.
 bool scheme_char(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || chars::is_digit(c) || c == '+' ||
@@ -122,7 +118,7 @@ const char* RequestCheck::pseudo(std::string_view name, std::string_view value) 
       break;
     case 'a':
       if (name != ":authority") return "unknown pseudo-header";
-      if (value.empty() || !all_of(value, authority_char)) return "invalid :authority";
+      if (!http1::valid_authority(value)) return "invalid :authority";
       bit = kAuthority;
       break;
     default:
@@ -146,7 +142,7 @@ const char* RequestCheck::regular(std::string_view name, std::string_view value,
       // Once, and not empty: with no :authority it routes the request, and
       // a second one could route differently from what a flare reads.
       if (name == "host" && !trailer) {
-        if (value.empty() || !all_of(value, authority_char)) return "invalid host";
+        if (!http1::valid_authority(value)) return "invalid host";
         if (seen_ & kHost) return "duplicate host";
         seen_ |= kHost;
       }

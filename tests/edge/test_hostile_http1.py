@@ -103,6 +103,12 @@ CASES = [
     ("two-hosts", req(fields=H + H), 400, None),
     ("host-with-space", req(fields=b"Host: a b\r\n"), 400, None),
     ("host-with-slash", req(fields=b"Host: a/b\r\n"), 400, None),
+    # RFC 9110 7.2, RFC 9112 3.2: a port is digits up to 65535.
+    ("host-port-letters", req(fields=b"Host: api.example.com:abc\r\n"), 400, None),
+    ("host-port-huge", req(fields=b"Host: t:99999999999\r\n"), 400, None),
+    ("host-two-ports", req(fields=b"Host: a:80:90\r\n"), 400, None),
+    ("host-with-port", req(fields=b"Host: t:8080\r\n"), 200, b"hello"),
+    ("host-ipv6-with-port", req(fields=b"Host: [::1]:8080\r\n"), 200, b"hello"),
     ("http10-without-host", req(b"GET / HTTP/1.0", b""), 200, b"hello"),
     ("obs-fold", req(fields=H + b"X-A: a\r\n b\r\n"), 400, None),
     ("obs-fold-tab", req(fields=H + b"X-A: a\r\n\tb\r\n"), 400, None),

@@ -81,6 +81,15 @@ TEST(RequestCheck, RefusesBrokenPseudoHeaders) {
   EXPECT_EQ(check_block({{":path", "/a b"}}), "invalid :path");
   EXPECT_EQ(check_block({{":scheme", "ht tp"}}), "invalid :scheme");
   EXPECT_EQ(check_block({{":authority", "a/b"}}), "invalid :authority");
+  // RFC 9113 §8.3.1: no userinfo; RFC 9110 §7.2: a port is digits up to 65535.
+  for (const char* bad :
+       {"u@a", "u:p@a:443", "api.example.com:abc", "t:99999999999", "a:80:90", "[::1"})
+    EXPECT_EQ(check_block({{":authority", bad}}), "invalid :authority") << bad;
+  EXPECT_EQ(check_block(with(kGet, {{"host", "a:80:90"}})), "invalid host");
+  EXPECT_EQ(
+      check_block(
+          {{":method", "GET"}, {":scheme", "http"}, {":authority", "[::1]:8080"}, {":path", "/"}}),
+      "");
   EXPECT_EQ(check_block({{":method", "GET"}, {":scheme", "http"}, {":path", "*"}, {"host", "a"}}),
             ":path * on a method but OPTIONS");
   EXPECT_EQ(check_block({{":method", "CONNECT"}}), "CONNECT without :authority");

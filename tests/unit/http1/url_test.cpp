@@ -8,6 +8,34 @@
 namespace ember::http1 {
 namespace {
 
+TEST(Authority, HostAndOptionalPort) {
+  for (const char* good :
+       {"t", "api.example.com", "api.example.com:8080", "t:65535", "t:0", "t:", "127.0.0.1:80",
+        "[::1]", "[::1]:443", "[2001:db8::7]", "a-b_c~d.e", "%41b", "x!$&'()*+,;="})
+    EXPECT_TRUE(valid_authority(good)) << good;
+  for (const char* bad : {"",
+                          "api.example.com:abc",
+                          "t:99999999999",
+                          "t:65536",
+                          "a:80:90",
+                          ":80",
+                          "u@a",
+                          "u:p@a:80",
+                          "a b",
+                          "a/b",
+                          "[::1",
+                          "[::g]",
+                          "[]",
+                          "[::1]x",
+                          "[::1]:8x",
+                          "a[b]",
+                          "a%zz",
+                          "a%4",
+                          "t:-1",
+                          "t:+80"})
+    EXPECT_FALSE(valid_authority(bad)) << bad;
+}
+
 TEST(PercentEncoding, EncodesAllButUnreserved) {
   EXPECT_EQ(percent_encode("a b", false), "a%20b");
   EXPECT_EQ(percent_encode("a+b", false), "a%2Bb");
