@@ -395,11 +395,19 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     }
     drop_parts(s);
 
+    Span cookie = join_cookies(s);
     std::string_view host = s.has_authority ? s.str(s.authority) : std::string_view();
     fields_.clear();
+    bool cookie_done = false;
     for (auto& [n, v] : s.fields) {
-      fields_.push_back({s.str(n), s.str(v)});
-      if (!s.has_authority && fields_.back().name == "host") host = fields_.back().value;
+      std::string_view name = s.str(n);
+      if (cookie.len && name == "cookie") {
+        if (!cookie_done) fields_.push_back({name, s.str(cookie)});
+        cookie_done = true;
+        continue;
+      }
+      fields_.push_back({name, s.str(v)});
+      if (!s.has_authority && name == "host") host = fields_.back().value;
     }
     Request::Parts parts;
     parts.method = s.str(s.method);
@@ -411,6 +419,30 @@ class H2Connection final : public http2::SessionConnection, private http2::Sessi
     parts.headers = fields_;
     parts.body = std::move(body);
     respond(s, Request(std::move(parts)));
+  }
+
+  // RFC 9113 8.2.3: a cookie split over several fields reaches a flare as
+  // one, joined with "; ". Its span in the stream's storage, or empty when
+  // there is at most one cookie field.
+  static Span join_cookies(Stream& s) {
+    size_t count = 0, bytes = 0;
+    for (auto& [n, v] : s.fields)
+      if (s.str(n) == "cookie") {
+        ++count;
+        bytes += v.len + 2;
+      }
+    if (count < 2) return {};
+    s.storage.reserve(s.storage.size() + bytes);  // the views below stay valid
+    Span joined{static_cast<uint32_t>(s.storage.size()), 0};
+    bool first = true;
+    for (auto& [n, v] : s.fields) {
+      if (s.str(n) != "cookie") continue;
+      if (!first) s.storage.append("; ");
+      s.storage.append(s.str(v));
+      first = false;
+    }
+    joined.len = static_cast<uint32_t>(s.storage.size() - joined.off);
+    return joined;
   }
 
   void respond(Stream& s, const Request& request) {

@@ -166,6 +166,28 @@ def bad_fields_wat():
 """ % ("\n  ".join(data), "\n    ".join(calls))
 
 
+# Answers with the value of the request field named by the request's x-n.
+REFLECT_WAT = r"""
+(module
+  (import "flaron/v1" "req_header_get" (func $header_get (param i32 i32) (result i64)))
+  (import "flaron/v1" "resp_body_set" (func $body_set (param i32 i32)))
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (data (i32.const 256) "x-n")
+  (func (export "alloc") (param $n i32) (result i32)
+    (global.get $bump)
+    (global.set $bump (i32.add (global.get $bump) (local.get $n))))
+  (func $ptr (param i64) (result i32) (i32.wrap_i64 (i64.shr_u (local.get 0) (i64.const 32))))
+  (func $len (param i64) (result i32) (i32.wrap_i64 (local.get 0)))
+  (func (export "handle_request") (result i64)
+    (local $n i64) (local $v i64)
+    (local.set $n (call $header_get (i32.const 256) (i32.const 3)))
+    (local.set $v (call $header_get (call $ptr (local.get $n)) (call $len (local.get $n))))
+    (call $body_set (call $ptr (local.get $v)) (call $len (local.get $v)))
+    (i64.const 0x100000000)))
+"""
+
+
 def framing_wat(length, body):
     call = "(call $body_set (i32.const 464) (i32.const 5))" if body else ""
     return (FRAMING_WAT.replace("@LENGTH@", length).replace("@LENGTH_SIZE@", str(len(length)))
@@ -196,6 +218,7 @@ def modules(tmp_path_factory):
     out["grow"] = wat2wasm(hostile_wat(GROW, NORMAL_ALLOC), os.path.join(d, "grow.wasm"))
     out["framing"] = wat2wasm(framing_wat("3", True), os.path.join(d, "framing.wasm"))
     out["interim"] = wat2wasm(INTERIM_WAT, os.path.join(d, "interim.wasm"))
+    out["reflect"] = wat2wasm(REFLECT_WAT, os.path.join(d, "reflect.wasm"))
     out["bad-fields"] = wat2wasm(bad_fields_wat(), os.path.join(d, "bad-fields.wasm"))
     # No body, a Content-Length for HEAD to announce.
     out["announce"] = wat2wasm(framing_wat("42", False), os.path.join(d, "announce.wasm"))
@@ -344,6 +367,22 @@ def test_guest_frames_too_large_for_the_stack_trap_and_the_server_goes_on(start_
             assert b"trapped" in body or b"failed" in body, body
         edge.assert_serves(srv)
     assert "call stack exhausted" in srv.stderr()
+
+
+@pytest.mark.parametrize("cookies, seen", [
+    (["a=1", "b=2", "c=3"], "a=1; b=2; c=3"),  # RFC 9113 8.2.3: joined with "; "
+    (["", "b=2"], "; b=2"),
+    (["only=1"], "only=1"),
+])
+def test_cookies_split_over_http2_fields_reach_the_flare_as_one(server, cookies, seen):
+    c = edge.H2(server.port)
+    try:
+        c.headers(1, edge.request_headers("/w/reflect", extra=[("x-n", "cookie")] +
+                                          [("cookie", v) for v in cookies]))
+        hdrs, body, rst = c.response(1)
+    finally:
+        c.close()
+    assert (edge.h2_status(hdrs), body.decode(), rst) == (200, seen, None)
 
 
 def test_an_interim_status_from_a_flare_is_answered_500(server):
