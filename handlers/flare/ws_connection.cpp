@@ -175,7 +175,19 @@ class WsConnection final : public ConnectionHandler,
 
   // ---- RoomMember ----
   void deliver(const Bytes& data, bool text) override {
-    if (!closing_) queue(text ? websocket::Opcode::text : websocket::Opcode::binary, data);
+    if (closing_) return;
+    // Pausing our reads does not stop a room's other members: a member that
+    // does not read would hold every room message. Past two of the largest
+    // messages beyond the usual bound, it is closed (aborted 5 s later if
+    // even the Close stays unread).
+    size_t backlog = queued_bytes_ + (conn_ ? conn_->pending_output() : 0);
+    if (backlog > kMaxQueuedOutput + 2 * edge_.limits().ws_max_message) {
+      EMBER_INFO("ember.edge", "WebSocket room member not reading its messages; closing",
+                 {"flare", flare_name_}, {"backlog", backlog});
+      start_close(websocket::close_code::policy_violation, "not reading room messages");
+      return;
+    }
+    queue(text ? websocket::Opcode::text : websocket::Opcode::binary, data);
   }
 
   void queue(websocket::Opcode op, Bytes payload) {
