@@ -639,6 +639,12 @@ def test_bad_imports_are_refused_at_deploy_time_naming_the_import(tmp_path, wat,
     ('(memory (export "memory") 300) (func (export "alloc") (param i32) (result i32) (i32.const 0))'
      ' (func (export "handle_request") (result i64) (i64.const 0))',
      r"memory starts at 300 pages, above the cap"),
+    # One frame must fit below the guest's stack floor.
+    pytest.param(
+        '(memory (export "memory") 1) (func (export "alloc") (param i32) (result i32)'
+        ' (i32.const 0)) (func (export "handle_request") (result i64) (local' + ' i64' * 50001 +
+        ') (i64.const 0))', r"has 50001 parameters and locals; at most 50000",
+        id="too-many-locals"),
 ])
 def test_bad_exports_and_memory_are_refused_at_deploy_time(tmp_path, wat, message):
     module = wat2wasm("(module %s)" % wat, str(tmp_path / "bad.wasm"))

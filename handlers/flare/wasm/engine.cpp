@@ -180,6 +180,10 @@ Result<void> read_module(std::span<const uint8_t> wasm, std::string_view origin,
   return {};
 }
 
+// Per function, as engines commonly cap them: at most 800 KiB of frame (v128),
+// within the 1 MiB kept below a guest's stack floor.
+constexpr size_t kMaxFunctionLocals = 50'000;
+
 Result<ModuleInfo> check(const wabt::Module& m, std::string_view origin, uint32_t max_pages) {
   std::string o(origin);
   ModuleInfo info;
@@ -204,6 +208,15 @@ Result<ModuleInfo> check(const wabt::Module& m, std::string_view origin, uint32_
       return Error(o + ": imports " + what + " with signature " + describe_sig(p, r) +
                    ", but flaron/v1 defines it as " + describe_sig(want.params, wr));
     info.imports.push_back(imp->field_name);
+  }
+  // One frame must fit in the stack kept below the floor (kHostStackReserve):
+  // the floor check runs once the frame is already allocated.
+  for (const wabt::Func* f : m.funcs) {
+    size_t locals = f->GetNumParamsAndLocals();
+    if (locals > kMaxFunctionLocals)
+      return Error(o + ": function " + (f->name.empty() ? "(unnamed)" : f->name) + " has " +
+                   std::to_string(locals) + " parameters and locals; at most " +
+                   std::to_string(kMaxFunctionLocals) + " are allowed");
   }
   if (m.memories.size() != 1)
     return Error(o + ": declares " + std::to_string(m.memories.size()) +
@@ -590,8 +603,9 @@ Result<std::shared_ptr<Module>> compile(std::span<const uint8_t> wasm, std::stri
 
 namespace {
 
-// Stack kept below guest code for the host functions its imports run.
-constexpr uintptr_t kHostStackReserve = 256u << 10;
+// Stack kept below the guest's floor: the host functions its imports run,
+// the trap path, and the one frame allocated before its check runs.
+constexpr uintptr_t kHostStackReserve = 1u << 20;
 
 // KiB of stack guest code may use below this point: what is left of the
 // thread's or fiber's stack, less the host's reserve.
