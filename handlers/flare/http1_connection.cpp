@@ -256,7 +256,7 @@ class Http1Connection final : public ConnectionHandler {
     parts.clear();
     // Until the answer is out: bounds a flare that waits and a client that
     // stops reading its answers (on_timeout).
-    conn_->set_deadline(edge_.limits().idle_timeout_ms);
+    arm_answer_deadline(*conn_);
     return http1::Action::pause;
   }
 
@@ -287,7 +287,7 @@ class Http1Connection final : public ConnectionHandler {
     auto tag = static_cast<uint16_t>((unsent >> 10) % 65535 + 1);
     if (unsent > 0 && tag != unsent_tag_) {
       unsent_tag_ = tag;
-      conn.set_deadline(edge_.limits().idle_timeout_ms);
+      arm_answer_deadline(conn);
       return;
     }
     if (unsent > 0) {
@@ -297,7 +297,7 @@ class Http1Connection final : public ConnectionHandler {
       return;
     }
     if (state_ == State::waiting || state_ == State::ready) {  // the flare's timeouts bound it
-      conn.set_deadline(edge_.limits().idle_timeout_ms);
+      arm_answer_deadline(conn);
       return;
     }
     if (!in_request_ || !rs_ || rs_->parser.idle()) {
@@ -489,6 +489,15 @@ class Http1Connection final : public ConnectionHandler {
     }
     next_request(conn);
     return true;
+  }
+
+  // While an answer is owed or going out. idle_timeout 0 (keep-alive off)
+  // would fire every loop turn: no deadline then.
+  void arm_answer_deadline(Connection& conn) noexcept {
+    if (uint64_t ms = edge_.limits().idle_timeout_ms)
+      conn.set_deadline(ms);
+    else
+      conn.clear_deadline();
   }
 
   void next_request(Connection& conn) {
