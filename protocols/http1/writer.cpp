@@ -232,8 +232,12 @@ bool ResponseWriter::begin(const ResponseStart& r, std::optional<uint64_t> conte
   h.put(r.reason.empty() ? reason_phrase(r.status) : r.reason);
   h.put("\r\n");
   if (r.status >= 200) h.field("Date", r.date ? http_date(r.date) : http_date_now());
-  for (const Field& f : r.fields)
-    if (!writer_owned(f.name, r.status)) h.field(f.name, f.value);
+  bool upgrade = false;  // RFC 9110 7.8: Upgrade goes with Connection: upgrade
+  for (const Field& f : r.fields) {
+    if (writer_owned(f.name, r.status)) continue;
+    h.field(f.name, f.value);
+    upgrade = upgrade || (r.status >= 200 && f.name.size() == 7 && iequals(f.name, "upgrade"));
+  }
 
   mode_ = Mode::none;
   remaining_ = 0;
@@ -263,9 +267,11 @@ bool ResponseWriter::begin(const ResponseStart& r, std::optional<uint64_t> conte
   }
   if (!r.keep_alive) closing_ = true;
   if (closing_)
-    h.put("Connection: close\r\n");
+    h.put(upgrade ? "Connection: close, upgrade\r\n" : "Connection: close\r\n");
   else if (r.request_version == Version::http1_0)
-    h.put("Connection: keep-alive\r\n");
+    h.put(upgrade ? "Connection: keep-alive, upgrade\r\n" : "Connection: keep-alive\r\n");
+  else if (upgrade)
+    h.put("Connection: upgrade\r\n");
   h.put("\r\n");
   return true;
 }

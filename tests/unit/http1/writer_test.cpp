@@ -157,6 +157,21 @@ TEST(ResponseWriter, DropsTheFieldsItWritesItself) {
   EXPECT_FALSE(w.closing());  // the caller's "Connection: close" did not end the connection
 }
 
+TEST(ResponseWriter, AFinalAnswerWithUpgradeSaysSoInItsConnectionField) {
+  IoChain out;
+  ResponseWriter w(out);
+  Field f[] = {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}};
+  ASSERT_TRUE(w.write({.status = 426, .fields = f, .date = kDate}, Bytes()));
+  EXPECT_EQ(flatten(out), "HTTP/1.1 426 Upgrade Required\r\n" + kDateLine +
+                              "Upgrade: websocket\r\nContent-Length: 0\r\n"
+                              "Connection: upgrade\r\n\r\n");
+  out.clear();
+  ASSERT_TRUE(w.write({.status = 426, .fields = f, .keep_alive = false, .date = kDate}, Bytes()));
+  EXPECT_EQ(flatten(out), "HTTP/1.1 426 Upgrade Required\r\n" + kDateLine +
+                              "Upgrade: websocket\r\nContent-Length: 0\r\n"
+                              "Connection: close, upgrade\r\n\r\n");
+}
+
 TEST(ResponseWriter, CustomReasonAndUnknownStatus) {
   IoChain out;
   ResponseWriter w(out);
