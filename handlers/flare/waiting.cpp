@@ -85,24 +85,16 @@ bool hop_by_hop(std::string_view name) {
          http1::iequals(name, "te") || http1::iequals(name, "trailer");
 }
 
-// The values of a message's Connection fields: the fields they name are
+// The options of a Connection field value: the fields they name are
 // hop-by-hop too (RFC 9110 §7.6.1), and an intermediary removes them.
-template <class Fields, class Get>
-std::vector<std::string_view> connection_options(const Fields& fields, Get get) {
-  std::vector<std::string_view> values;
-  for (const auto& f : fields) {
-    auto [name, value] = get(f);
-    if (http1::iequals(name, "connection")) values.push_back(value);
-  }
-  return values;
+void add_connection_options(std::string_view value, std::vector<std::string_view>* options) {
+  http1::chars::for_each_element(value, [&](std::string_view o) { options->push_back(o); });
 }
 
-bool named_in(const std::vector<std::string_view>& connection, std::string_view name) {
-  bool found = false;
-  for (std::string_view v : connection)
-    http1::chars::for_each_element(
-        v, [&](std::string_view option) { found = found || http1::iequals(option, name); });
-  return found;
+bool named_in(const std::vector<std::string_view>& options, std::string_view name) {
+  for (std::string_view o : options)
+    if (http1::iequals(o, name)) return true;
+  return false;
 }
 
 }  // namespace
@@ -384,9 +376,9 @@ void Invocation::proxy(Action action) {
   // The request as it came, less hop-by-hop fields, plus where it came from.
   std::vector<http1::Field> fields;
   fields.reserve(req.headers().size() + 3);
-  auto request_connection = connection_options(req.headers(), [](const HeaderField& f) {
-    return std::pair<std::string_view, std::string_view>(f.name, f.value);
-  });
+  std::vector<std::string_view> request_connection;
+  for (const HeaderField& f : req.headers())
+    if (http1::iequals(f.name, "connection")) add_connection_options(f.value, &request_connection);
   for (const HeaderField& f : req.headers())
     if (!hop_by_hop(f.name) && !named_in(request_connection, f.name) &&
         !http1::iequals(f.name, "x-forwarded-for") &&
@@ -425,9 +417,9 @@ void Invocation::proxy(Action action) {
     if (response.status_set()) status = response.status();
   }
   bool head = req.method() == "HEAD";
-  auto origin_connection = connection_options(got->headers, [](const auto& f) {
-    return std::pair<std::string_view, std::string_view>(f.first, f.second);
-  });
+  std::vector<std::string_view> origin_connection;
+  for (const auto& [name, value] : got->headers)
+    if (http1::iequals(name, "connection")) add_connection_options(value, &origin_connection);
   arena.reset();
   response.reset();
   try {
